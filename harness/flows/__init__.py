@@ -1,0 +1,1 @@
+"""flows layer (see docs/interfaces.md)."""

@@ -1,0 +1,1 @@
+"""rtp layer (see docs/interfaces.md)."""

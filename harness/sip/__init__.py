@@ -1,0 +1,1 @@
+"""sip layer (see docs/interfaces.md)."""
