@@ -1,0 +1,29 @@
+# The two commands of the README: `make run` and `make test`. Each bootstraps what it needs.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: run test lint venv tools clean
+
+$(STAMP): requirements.txt scripts/bootstrap-venv.sh
+	@bash scripts/bootstrap-venv.sh $(VENV)
+
+venv: $(STAMP)
+
+tools:
+	@bash scripts/ensure-tshark.sh
+
+## A.2.1 end to end on loopback: agents, capture, verdict table, ladder.
+run: $(STAMP) tools
+	$(PY) -m harness run a2.1 $(ARGS)
+
+## The whole suite through tox (pytest -n auto, ruff).
+test: $(STAMP) tools
+	$(VENV)/bin/tox run -e lint,py $(if $(ARGS),-- $(ARGS),)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .tox captures/*/
