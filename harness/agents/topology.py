@@ -52,7 +52,9 @@ class Topology:
         return f"sip:conference-factory@{self.ip('CS')}"
 
     def conference_uri(self, conf_id: str) -> str:
-        return f"sip:conf-{conf_id}@{self.ip('CS')}"
+        """The focus's conference URI (RFC 4579), the Contact of its 200 OK and the Refer-To target."""
+        port = "" if self.sip_port == SIP_PORT else f":{self.sip_port}"
+        return f"sip:conf-{conf_id}@{self.ip('CS')}{port}"
 
     def outbound_route(self, role: str) -> list[str]:
         """Route header values a UE preloads (RFC 3261 §8.1.2, loose routing)."""

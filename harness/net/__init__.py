@@ -1,1 +1,5 @@
-"""net layer (see docs/interfaces.md)."""
+"""net layer: asyncio UDP endpoints that drive a sans-IO core's timers."""
+
+from harness.net.udp import SipUdpEndpoint, UdpSocket
+
+__all__ = ["SipUdpEndpoint", "UdpSocket"]

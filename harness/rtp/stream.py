@@ -7,14 +7,33 @@ jitter does not accumulate. Sockets are the caller's: the stream only calls `sen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from harness.rtp.packet import RtpSender
 
 PTIME = 0.020
 MAX_LAG_FRAMES = 5  # if the loop stalls longer than this, skip ahead instead of bursting
+
+
+async def ticks(ptime: float = PTIME, clock: Callable[[], float] = time.monotonic,
+                frames: int | None = None) -> AsyncIterator[int]:
+    """Yield once per `ptime` on deadlines start + k*ptime (no drift). Each value is how many frame
+    intervals were skipped before this tick because the loop stalled (0 normally): callers advance
+    their RTP timestamps by that much instead of sending a burst."""
+    deadline = clock()
+    skipped = 0
+    done = 0
+    while frames is None or done < frames:
+        yield skipped
+        done += 1
+        deadline += ptime
+        lag = clock() - deadline
+        skipped = int(lag / ptime) if lag > MAX_LAG_FRAMES * ptime else 0
+        deadline += skipped * ptime
+        await asyncio.sleep(max(0.0, deadline - clock()))
 
 
 class DatagramSender(Protocol):
@@ -57,10 +76,7 @@ class RtpStream:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(task, return_exceptions=True)
 
     def tick(self) -> None:
         """One 20 ms frame interval: send a frame, or let the timestamp advance."""
@@ -69,10 +85,8 @@ class RtpStream:
                 self.sender.start_spurt()
             csrcs = self.csrcs() if self.csrcs else ()
             data = self.sender.packet(self.source(), csrcs)
-            try:
+            with contextlib.suppress(OSError):  # closed socket or unreachable: media is best-effort
                 self.sock.sendto(data, self.remote)
-            except OSError:
-                pass  # closed socket or unreachable: media is best-effort
             if self.send_times is not None:
                 self.send_times.append(self.clock())
             self._was_sending = True
@@ -82,15 +96,6 @@ class RtpStream:
 
     async def run(self, frames: int | None = None) -> None:
         """Tick every ptime until cancelled (or `frames` ticks have happened)."""
-        deadline = self.clock()
-        done = 0
-        while frames is None or done < frames:
+        async for skipped in ticks(self.ptime, self.clock, frames):
+            self.sender.skip(skipped)
             self.tick()
-            done += 1
-            deadline += self.ptime
-            lag = self.clock() - deadline
-            if lag > MAX_LAG_FRAMES * self.ptime:
-                skipped = int(lag / self.ptime)
-                self.sender.skip(skipped)
-                deadline += skipped * self.ptime
-            await asyncio.sleep(max(0.0, deadline - self.clock()))

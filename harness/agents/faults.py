@@ -1,0 +1,50 @@
+"""Faults the agents can commit on purpose, so tests can show the verifier catches each one.
+
+name -> Fault(description, step id expected to fail, requirement id expected to fail). The agent named
+by the prefix commits it; the flow still completes where it can (the peers are lenient receivers).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Fault(NamedTuple):
+    description: str
+    step: str
+    requirement: str
+
+
+FAULTS: dict[str, Fault] = {
+    "ue1-two-refer-to": Fault(
+        "UE-1's REFER to UE-2 carries two Refer-To header fields", "22~27", "REF-1"),
+    "ue1-two-referred-by": Fault(
+        "UE-1's REFER to UE-2 carries two Referred-By header fields", "22~27", "REF-4"),
+    "ue1-refer-no-contact": Fault(
+        "UE-1's REFER to UE-2 has no Contact", "22~27", "REF-3"),
+    "ue2-notify-omit-event": Fault(
+        "UE-2's NOTIFYs lack the Event header", "28~33", "NOT-1"),
+    "ue2-final-notify-active": Fault(
+        "UE-2's last NOTIFY says active;expires=60 instead of terminated;reason=noresource", "41~46", "NOT-4"),
+    "ue2-bad-sipfrag": Fault(
+        "UE-2's first NOTIFY body is 'SIP/2.0' with no status code", "28~33", "NOT-3"),
+    "ue2-join-drop-referred-by": Fault(
+        "UE-2's INVITE to the conference omits the Referred-By it received", "34~35", "JOIN-2"),
+    "cs-omit-isfocus": Fault(
+        "the CS's 200 OK Contact lacks the isfocus feature parameter", "16~21", "CONF-2"),
+    "ue2-hold-answer-sendrecv": Fault(
+        "UE-2 answers the sendonly hold offer with sendrecv", "2", "HOLD-1"),
+    "ue2-keeps-sending-on-hold": Fault(
+        "UE-2 answers recvonly to the hold but keeps sending RTP to UE-1", "2", "HOLD-2"),
+    "scscf-no-max-forwards-decrement": Fault(
+        "the S-CSCF forwards requests without decrementing Max-Forwards", "12~14", "G3"),
+    "ue1-skip-bye-ue2": Fault(
+        "UE-1 never sends the BYE that ends its dialog with UE-2", "47~52", "BYE-1"),
+}
+
+
+def check_faults(faults: frozenset[str]) -> None:
+    """Reject unknown fault names early: a typo would otherwise make a fault test pass vacuously."""
+    unknown = sorted(set(faults) - FAULTS.keys())
+    if unknown:
+        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(FAULTS))}")

@@ -1,0 +1,238 @@
+"""What the UEs and the conference server share as SIP user agents: one TransactionLayer on a
+SipUdpEndpoint, requests awaited as futures, ACK retransmission for 2xx retransmissions, tracked tasks.
+
+Event handling is synchronous (called from the endpoint); anything that must await (binding an RTP
+port, asking the MRFP) is spawned as a tracked task so `stop()` can cancel it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from harness.agents.errors import FlowError, FlowTimeout, bounded
+from harness.agents.wire import through_layer
+from harness.net.udp import Addr, SipUdpEndpoint, UdpSocket
+from harness.sip.build import add_via, make_response
+from harness.sip.errors import SipError
+from harness.sip.headers import NameAddr, SipUri
+from harness.sip.message import Header, SipMessage
+from harness.sip.transaction import (
+    MessageDropped,
+    RequestReceived,
+    ResponseReceived,
+    TransactionLayer,
+    TransactionTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+WAIT = 5.0  # default bound on any single wait for a peer
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY"
+SDP_TYPE = "application/sdp"
+DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+
+
+def next_hop(msg: SipMessage) -> Addr:
+    """RFC 3261 §8.1.2: the first Route URI if any (loose routing), else the Request-URI."""
+    routes = msg.get_all("Route")
+    target = NameAddr.parse(routes[0]).uri if routes else SipUri.parse(str(msg.uri))
+    if not isinstance(target, SipUri):
+        raise FlowError(f"cannot route to {target}")
+    host, port = target.host_port
+    return (target.params.get("maddr") or host, port)
+
+
+def _record_route_lines(request: SipMessage) -> list[str]:
+    """Record-Route header lines as received (values kept verbatim, comma lists and all)."""
+    return [h.unfolded for h in request.headers if h.canonical == "Record-Route"]
+
+
+class SipAgent:
+    """Base of UE and CS: transport, transactions, request futures, task tracking."""
+
+    def __init__(self, role: str, ip: str, port: int = 5060, faults: frozenset[str] = frozenset(),
+                 rtp_base_port: int = 20000) -> None:
+        self.role = role
+        self.ip = ip
+        self.port = port
+        self.faults = faults
+        self.endpoint: SipUdpEndpoint | None = None
+        self.errors: list[str] = []
+        self.dropped: list[str] = []
+        self._pending: dict[str, asyncio.Future[SipMessage]] = {}
+        self._acks: dict[tuple[str, int], SipMessage] = {}  # (Call-ID, CSeq) -> ACK sent for that 2xx
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sockets: list[UdpSocket] = []
+        self._next_rtp_port = rtp_base_port
+        self._changed = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        core = TransactionLayer((self.ip, self.port))
+        self.endpoint = await SipUdpEndpoint.open(self.ip, self.port, core, self._on_event)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.role} {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.errors.append(f"{task.get_name()}: {type(exc).__name__}: {exc}")
+            log.warning("%s failed: %s", task.get_name(), exc)
+
+    def changed(self) -> None:
+        """Wake everything blocked in `wait_until` to re-check its condition."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        """The first truthy `predicate()`, re-checked after every `changed()`; FlowTimeout after `timeout`."""
+        async def check() -> Any:
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                await self._changed.wait()
+        return await bounded(check(), timeout, what)
+
+    async def bind_rtp(self) -> UdpSocket:
+        """An RTP socket on the next free even port of this agent's IP."""
+        while True:
+            port = self._next_rtp_port
+            self._next_rtp_port += 2
+            try:
+                sock = await UdpSocket.bind(self.ip, port)
+            except OSError:
+                continue
+            self._sockets.append(sock)
+            return sock
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def _endpoint(self) -> SipUdpEndpoint:
+        if self.endpoint is None:
+            raise FlowError(f"{self.role} is not started")
+        return self.endpoint
+
+    def _finish(self, msg: SipMessage) -> SipMessage:
+        """Our Via on top (fresh branch, rport), Max-Forwards 70 under it, a correct Content-Length."""
+        add_via(msg, self.ip, self.port, rport=True)
+        if msg.get("Max-Forwards") is None:
+            msg.headers.insert(1, Header("Max-Forwards", "70"))
+        msg.set("Content-Length", str(len(msg.body)))
+        return through_layer(msg)
+
+    def send_request(self, msg: SipMessage) -> asyncio.Future[SipMessage]:
+        """Send a request (Via, Max-Forwards added here); returns the final response's future."""
+        wire = self._finish(msg)
+        fut: asyncio.Future[SipMessage] = asyncio.get_running_loop().create_future()
+        key = self._endpoint().send_request(wire, next_hop(wire))
+        self._pending[key] = fut
+        return fut
+
+    async def request(self, msg: SipMessage, timeout: float, what: str) -> SipMessage:
+        """Send and await the final response (bounded)."""
+        return await bounded(self.send_request(msg), timeout, what)
+
+    def send_ack(self, ack: SipMessage) -> None:
+        """The ACK for a 2xx: its own branch (§13.2.2.4), remembered to answer 2xx retransmissions."""
+        wire = self._finish(ack)
+        num, _ = wire.cseq
+        self._acks[(str(wire.call_id), num)] = wire
+        self._endpoint().send_request(wire, next_hop(wire))
+
+    def respond(self, request: SipMessage, status: int, reason: str, to_tag: str | None = None,
+                headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> SipMessage:
+        headers = list(headers)
+        if request.to_tag is None and request.method in DIALOG_CREATING and 100 < status < 300:
+            # §12.1.1: "the UAS MUST copy all Record-Route header field values from the request into
+            # the response ... and MUST maintain the order of those values".
+            headers = [("Record-Route", value) for value in _record_route_lines(request)] + headers
+        response = make_response(request, status, reason, to_tag=to_tag, headers=headers, body=body)
+        self._endpoint().send_response(request, through_layer(response))
+        return response
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        try:
+            if isinstance(event, ResponseReceived):
+                self._response(event)
+            elif isinstance(event, RequestReceived):
+                self._request(event)
+            elif isinstance(event, TransactionTimeout):
+                fut = self._pending.pop(event.key, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(FlowTimeout(f"{self.role}: no final response to {event.method}"))
+            elif isinstance(event, MessageDropped):
+                self.dropped.append(event.reason)
+                log.info("%s dropped a message: %s", self.role, event.reason)
+        except Exception as exc:  # one bad message must not stop the agent
+            self.errors.append(f"{type(event).__name__}: {type(exc).__name__}: {exc}")
+            log.exception("%s failed on %s", self.role, type(event).__name__)
+
+    def _response(self, event: ResponseReceived) -> None:
+        msg = event.message
+        status = msg.status or 0
+        if status < 200:
+            self.on_provisional(msg)
+            return
+        fut = self._pending.pop(event.key, None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+            return
+        num, method = msg.cseq
+        ack = self._acks.get((str(msg.call_id), num))
+        if method == "INVITE" and status < 300 and ack is not None:
+            self._endpoint().send_request(ack, next_hop(ack))  # §13.2.2.4: ACK every 2xx retransmission
+
+    def _request(self, event: RequestReceived) -> None:
+        msg = event.message
+        try:
+            self.handle_request(msg, event)
+        except (SipError, ValueError) as exc:
+            self.errors.append(f"{msg.method}: {exc}")
+            if msg.method != "ACK":
+                self._try_respond(msg, 400, "Bad Request")
+        except Exception as exc:
+            self.errors.append(f"{msg.method}: {type(exc).__name__}: {exc}")
+            log.exception("%s failed handling %s", self.role, msg.method)
+            if msg.method != "ACK":
+                self._try_respond(msg, 500, "Server Internal Error")
+
+    def _try_respond(self, msg: SipMessage, status: int, reason: str) -> None:
+        with contextlib.suppress(Exception):  # the transaction may already have a final response
+            self.respond(msg, status, reason)
+
+    # --- for subclasses ---------------------------------------------------------------------------
+
+    def on_provisional(self, msg: SipMessage) -> None:
+        """1xx responses are tolerated and otherwise ignored."""
+
+    def handle_request(self, msg: SipMessage, event: RequestReceived) -> None:
+        raise NotImplementedError
