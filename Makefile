@@ -18,9 +18,14 @@ tools:
 run: $(STAMP) tools
 	$(PY) -m harness run a2.1 $(ARGS)
 
-## The whole suite through tox (pytest -n auto, ruff).
+## The whole suite through tox (ruff, pytest -n auto, and the interop env when its peers can be installed).
 test: $(STAMP) tools
 	$(VENV)/bin/tox run -e lint,py $(if $(ARGS),-- $(ARGS),)
+	@if bash scripts/ensure-peers.sh; then \
+	  $(VENV)/bin/tox run -e interop $(if $(ARGS),-- $(ARGS),); \
+	else \
+	  echo "make test: interop tests NOT run: their Debian peers cannot be installed here (see above)"; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

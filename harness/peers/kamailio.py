@@ -1,0 +1,427 @@
+"""Debian's Kamailio as the IMS core: a P-CSCF and an S-CSCF, each its own process.
+
+The configs live in peers/kamailio/ as templates (`%%NAME%%` placeholders, so Kamailio's own `$var`
+syntax stays untouched); they are rendered per run and written next to the log, so a failed run
+can be replayed by hand with the exact file Kamailio read. Each instance runs in the foreground
+(`-DD -E`) in its own session: stopping sends SIGTERM to its PID and, if it has not exited in time,
+SIGKILL to its process group (the pgid is that PID), so no worker outlives the test.
+
+Readiness is judged by the SIP side, not by the process: the instance is ready once it answers an
+OPTIONS sent to itself with 200 (the configs answer such probes), within a bounded wait.
+
+By hand (until Ctrl-C)::
+
+    python -m harness.peers.kamailio --log-dir /tmp/ims --subnet 77 [--transport tcp] [--algorithm SHA-256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from harness.capture.dumpcap import ToolMissing
+from harness.sip.message import SipMessage
+
+__all__ = [
+    "CONFIG_DIR",
+    "ImsCore",
+    "KamailioError",
+    "KamailioInstance",
+    "ToolMissing",
+    "pcscf",
+    "require_kamailio",
+    "scscf",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "peers" / "kamailio"
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+PROBE_INTERVAL = 0.2
+ALGORITHMS = ("MD5", "SHA-256")  # what the auth module of Kamailio 5.6 accepts for `algorithm`
+_PLACEHOLDER_RE = re.compile(r"%%([A-Z_]+)%%")
+_USERNAME_RE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=-]+")  # RFC 3261 §25.1 user unreserved/escaped-free
+
+
+class KamailioError(RuntimeError):
+    """Kamailio did not start, did not answer, or died; the message ends with its log tail."""
+
+
+def require_kamailio() -> str:
+    """Path of the kamailio binary, or ToolMissing naming the package to install."""
+    path = shutil.which("kamailio") or next(
+        (p for p in ("/usr/sbin/kamailio", "/usr/local/sbin/kamailio") if os.access(p, os.X_OK)), None)
+    if path is None:
+        raise ToolMissing("kamailio not found: apt-get install -y kamailio")
+    return path
+
+
+def _loopback(host: str) -> str:
+    """Kamailio is only ever bound to loopback here (the harness targets nothing else)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ValueError(f"{host!r} is not an IP address") from exc
+    if not ip.is_loopback:
+        raise ValueError(f"{host} is not a loopback address; Kamailio is only started on 127.0.0.0/8 or ::1")
+    return str(ip)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _cfg_string(text: str, what: str) -> str:
+    """A value safe inside a Kamailio double-quoted string (no quote, backslash or line break)."""
+    if any(ch in text for ch in '"\\\r\n') or not text:
+        raise ValueError(f"{what} {text!r} must be non-empty without quotes, backslashes or line breaks")
+    return text
+
+
+def render(template: Path, values: Mapping[str, str]) -> str:
+    """The template with every %%NAME%% replaced; a placeholder left without a value is an error."""
+    text = template.read_text()
+    missing = sorted(set(_PLACEHOLDER_RE.findall(text)) - set(values))
+    if missing:
+        raise ValueError(f"{template.name}: no value for {', '.join(missing)}")
+    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], text)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """One OPTIONS round trip to the proxy itself; returns the status line or None."""
+
+    host: str
+    port: int
+
+    def status(self, timeout: float) -> int | None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((self.host, 0))
+            sock.settimeout(timeout)
+            local = sock.getsockname()
+            call_id = f"probe-{secrets.token_hex(6)}"
+            uri = f"sip:{_hostport(self.host, self.port)}"
+            request = SipMessage.request("OPTIONS", uri, [
+                ("Via", f"SIP/2.0/UDP {_hostport(local[0], local[1])};rport;branch=z9hG4bK{secrets.token_hex(6)}"),
+                ("Max-Forwards", "70"),
+                ("From", f"<sip:probe@{_hostport(local[0], local[1])}>;tag={secrets.token_hex(4)}"),
+                ("To", f"<{uri}>"),
+                ("Call-ID", call_id),
+                ("CSeq", "1 OPTIONS"),
+            ], content_length=True)
+            sock.sendto(bytes(request), (self.host, self.port))
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    data, _ = sock.recvfrom(65535)
+                except (TimeoutError, ConnectionRefusedError):
+                    return None
+                try:
+                    reply = SipMessage.parse(data)
+                except ValueError:
+                    continue
+                if reply.call_id == call_id and reply.status is not None and reply.status >= 200:
+                    return reply.status
+        return None
+
+
+class KamailioInstance:
+    """One Kamailio process from a template; a context manager that starts, probes and stops it.
+
+    Files in `log_dir`: NAME.cfg (rendered config), NAME.log (stderr+stdout), NAME.pid, NAME.run/
+    (working and runtime directory)."""
+
+    def __init__(
+        self,
+        name: str,
+        template: Path,
+        values: Mapping[str, str],
+        host: str,
+        port: int,
+        log_dir: Path | str,
+        *,
+        shm_mb: int = 64,
+        pkg_mb: int = 8,
+        ready_timeout: float = READY_TIMEOUT,
+        stop_timeout: float = STOP_TIMEOUT,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"instance name {name!r} must be a plain file name")
+        if shm_mb < 64:
+            raise ValueError("shm_mb below 64 MB runs out under load (see notes-peers.md)")
+        self.name = name
+        self.template = Path(template)
+        self.values = dict(values)
+        self.host = _loopback(host)
+        self.port = port
+        self.log_dir = Path(log_dir)
+        self.shm_mb = shm_mb
+        self.pkg_mb = pkg_mb
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.cfg_path = self.log_dir / f"{name}.cfg"
+        self.log_path = self.log_dir / f"{name}.log"
+        self.pid_path = self.log_dir / f"{name}.pid"
+        self.run_dir = self.log_dir / f"{name}.run"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def command(self, binary: str = "kamailio") -> list[str]:
+        return [binary, "-DD", "-E", "-f", str(self.cfg_path), "-P", str(self.pid_path),
+                "-m", str(self.shm_mb), "-M", str(self.pkg_mb), "-w", str(self.run_dir), "-Y", str(self.run_dir)]
+
+    def start(self) -> KamailioInstance:
+        if self._proc is not None:
+            raise KamailioError(f"{self.name} is already running (pid {self._proc.pid})")
+        binary = require_kamailio()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg_path.write_text(render(self.template, self.values))
+        self.pid_path.unlink(missing_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"=== {' '.join(self.command(binary))}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(self.command(binary), stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        probe = _Probe(self.host, self.port)
+        deadline = time.monotonic() + self.ready_timeout
+        last: int | None = None
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                raise KamailioError(f"{self.name} exited with status {code} while starting "
+                                    f"(config {self.cfg_path}){self._tail_text()}")
+            last = probe.status(min(PROBE_INTERVAL * 2, max(deadline - time.monotonic(), 0.01)))
+            if last == 200:
+                return
+            time.sleep(PROBE_INTERVAL)
+        seen = f"last answer {last}" if last is not None else "no answer"
+        raise KamailioError(f"{self.name} did not answer OPTIONS on udp {_hostport(self.host, self.port)} "
+                            f"within {self.ready_timeout:g} s ({seen}){self._tail_text()}")
+
+    def stop(self) -> int | None:
+        """SIGTERM to the PID, SIGKILL to its process group after `stop_timeout`; returns the exit status."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        try:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(self.stop_timeout)
+        finally:
+            # Workers are in the session/process group led by the main PID; make sure none survives.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(self.stop_timeout)
+        return proc.returncode
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _tail_text(self) -> str:
+        tail = self.log_tail()
+        return f"\n--- last lines of {self.log_path} ---\n{tail}" if tail else f" (no log at {self.log_path})"
+
+    def __enter__(self) -> KamailioInstance:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+# --- the two roles -------------------------------------------------------------------------------
+
+
+def _listen(host: str, port: int) -> str:
+    where = _hostport(host, port)
+    return f"listen=udp:{where}\nlisten=tcp:{where}"
+
+
+def scscf(host: str, port: int, log_dir: Path | str, *, realm: str, users: Mapping[str, str],
+          algorithm: str = "MD5", children: int = 2, **kwargs: object) -> KamailioInstance:
+    """The S-CSCF: registrar with digest auth (`users`: username -> password) and stateful proxy."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"Kamailio 5.6 digest algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+    lines = []
+    for user, password in users.items():
+        if not _USERNAME_RE.fullmatch(user):
+            raise ValueError(f"username {user!r} has characters a SIP URI user part cannot carry plainly")
+        lines.append(f'\t$sht(auth=>{user}) = "{_cfg_string(password, f"password of {user}")}";')
+    values = {
+        "LISTEN": _listen(host, port),
+        "REALM": _cfg_string(realm, "realm"),
+        "ALGORITHM": algorithm,
+        "USERS": "\n".join(lines) or "\t# no users: every REGISTER is challenged",
+        "CHILDREN": str(children),
+    }
+    return KamailioInstance("s-cscf", CONFIG_DIR / "scscf.cfg", values, host, port, log_dir, **kwargs)  # type: ignore[arg-type]
+
+
+def pcscf(host: str, port: int, log_dir: Path | str, *, scscf_addr: tuple[str, int], transport: str = "udp",
+          children: int = 2, **kwargs: object) -> KamailioInstance:
+    """The P-CSCF: stateful proxy sending UE-originated requests to the S-CSCF over `transport`."""
+    if transport not in ("udp", "tcp"):
+        raise ValueError(f"transport must be udp or tcp, not {transport!r}")
+    s_host, s_port = _loopback(scscf_addr[0]), scscf_addr[1]
+    values = {
+        "LISTEN": _listen(host, port),
+        "SCSCF_IP": s_host,
+        "SCSCF_URI": f"sip:{_hostport(s_host, s_port)};transport={transport}",
+        "CHILDREN": str(children),
+    }
+    return KamailioInstance("p-cscf", CONFIG_DIR / "pcscf.cfg", values, host, port, log_dir, **kwargs)  # type: ignore[arg-type]
+
+
+class ImsCore:
+    """S-CSCF then P-CSCF started together, stopped in reverse order; one context manager."""
+
+    def __init__(self, log_dir: Path | str, *, pcscf_addr: tuple[str, int], scscf_addr: tuple[str, int],
+                 realm: str, users: Mapping[str, str], algorithm: str = "MD5", transport: str = "udp",
+                 ready_timeout: float = READY_TIMEOUT) -> None:
+        self.scscf = scscf(*scscf_addr, log_dir, realm=realm, users=users, algorithm=algorithm,
+                           ready_timeout=ready_timeout)
+        self.pcscf = pcscf(*pcscf_addr, log_dir, scscf_addr=scscf_addr, transport=transport,
+                           ready_timeout=ready_timeout)
+        self.realm = realm
+        self.transport = transport
+
+    @classmethod
+    def from_profile(cls, profile: object, log_dir: Path | str) -> ImsCore:
+        """From a harness.profile.Profile whose P-CSCF and S-CSCF say `launch = "kamailio"`."""
+        from harness.profile import Profile
+
+        if not isinstance(profile, Profile):
+            raise TypeError("from_profile needs a harness.profile.Profile")
+        p, s = profile.role("P-CSCF"), profile.role("S-CSCF")
+        if p.launch != "kamailio" or s.launch != "kamailio" or p.host is None or s.host is None:
+            raise ValueError(f"{profile.source}: P-CSCF and S-CSCF need launch = \"kamailio\" and a host")
+        users = {u.username: u.password for u in profile.users.values()
+                 if u.username is not None and u.password is not None}
+        return cls(log_dir, pcscf_addr=(p.host, p.port), scscf_addr=(s.host, s.port),
+                   realm=profile.domain.home or "ims.test", users=users,
+                   algorithm=profile.registration.algorithm, transport=s.transport)
+
+    def start(self) -> ImsCore:
+        self.scscf.start()
+        try:
+            self.pcscf.start()
+        except BaseException:
+            self.scscf.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.pcscf.stop()
+        finally:
+            self.scscf.stop()
+
+    def __enter__(self) -> ImsCore:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+# --- by hand -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.peers.kamailio",
+                                     description="Start Kamailio as P-CSCF (127.N.0.11) and S-CSCF (127.N.0.12) "
+                                                 "until Ctrl-C or SIGTERM.")
+    parser.add_argument("--log-dir", type=Path, required=True, help="rendered configs, logs and pid files go here")
+    parser.add_argument("--subnet", type=int, default=77, help="N of 127.N.0.0/24 (default 77)")
+    parser.add_argument("--port", type=int, default=5060)
+    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp", help="P-CSCF -> S-CSCF hop")
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="MD5", help="digest algorithm of the S-CSCF")
+    parser.add_argument("--realm", default="ims.test")
+    parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
+                        help="a user the registrar accepts (default ue1..ue3 with password NAME-secret)")
+    parser.add_argument("--profile", type=Path, help="take addresses, users and algorithm from a SUT profile")
+    args = parser.parse_args(argv)
+    try:
+        if args.profile is not None:
+            from harness.profile import ProfileError, load_profile
+
+            try:
+                core = ImsCore.from_profile(load_profile(args.profile), args.log_dir)
+            except ProfileError as exc:
+                print(exc)
+                return 2
+        else:
+            users = dict(u.split(":", 1) for u in args.user) if args.user else {
+                f"ue{i}": f"ue{i}-secret" for i in (1, 2, 3)}
+            base = f"127.{args.subnet}.0"
+            core = ImsCore(args.log_dir, pcscf_addr=(f"{base}.11", args.port), scscf_addr=(f"{base}.12", args.port),
+                           realm=args.realm, users=users, algorithm=args.algorithm, transport=args.transport)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
+    stop = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        with core:
+            for inst in (core.pcscf, core.scscf):
+                print(f"{inst.name}: pid {inst.pid}, udp+tcp {_hostport(*inst.address)}, log {inst.log_path}")
+            print(f"realm {core.realm}, P-CSCF -> S-CSCF over {core.transport}; Ctrl-C stops both", flush=True)
+            while not stop and core.pcscf.running() and core.scscf.running():
+                time.sleep(0.5)
+    except (ToolMissing, KamailioError) as exc:
+        print(f"error: {exc}")
+        return 2
+    print("stopped both; logs and rendered configs are in", args.log_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
