@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,18 +28,6 @@ def _worker_index(worker_id: str) -> int:
     return int(match.group(1)) + 1 if match else 0
 
 
-def _subnet_free(n: int) -> bool:
-    """True when 127.n.0.1:5060/udp can be bound (nobody else runs a flow there)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.bind((f"127.{n}.0.1", 5060))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-
-
 @pytest.fixture(scope="session")
 def capture_tools() -> None:
     """Fail (not skip) with the install hint when tshark/dumpcap are missing."""
@@ -55,12 +42,14 @@ def capture_tools() -> None:
 @pytest.fixture(scope="session")
 def subnets(worker_id: str) -> Iterator[int]:
     """An endless supply of free 127.N subnets from this worker's own block."""
+    from harness.agents.topology import subnet_free
+
     first = 100 + _worker_index(worker_id) * SUBNETS_PER_WORKER
     block = itertools.cycle(range(first, min(first + SUBNETS_PER_WORKER, 255)))
 
     def supply() -> Iterator[int]:
         for n in block:
-            if _subnet_free(n):
+            if subnet_free(n):
                 yield n
 
     return supply()

@@ -60,31 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_result(result, as_json: bool, ladder: bool, pcap: Path) -> None:  # noqa: ANN001
-    from harness.report import ladder as ladder_report
-    from harness.report import table
+def _print_result(analysis, as_json: bool, ladder: bool) -> None:  # noqa: ANN001
+    from harness.report.ladder import render_ladder
+    from harness.report.table import render_table
 
     if as_json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(analysis.result.to_json(), indent=2))
         return
-    print(table.render(result))
     if ladder:
+        print(render_ladder(analysis))
         print()
-        print(ladder_report.render_capture(pcap, result))
+    print(render_table(analysis.result))
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from harness.verify import BadInput, verify_capture
+    from harness.verify import BadInput, analyse_capture
 
     flow = load_flow(args.flow)
     try:
-        result = verify_capture(args.pcap, flow=flow.FLOW.name, roles=dict(args.role) or None,
-                                factory_uri=args.factory_uri)
+        analysis = analyse_capture(args.pcap, flow=flow.FLOW.name, roles=dict(args.role) or None,
+                                   factory_uri=args.factory_uri)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _print_result(result, args.json, args.ladder, args.pcap)
-    return EXIT_PASS if result.verdict == "pass" else EXIT_FAIL
+    _print_result(analysis, args.json, args.ladder)
+    return EXIT_PASS if analysis.result.verdict == "pass" else EXIT_FAIL
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -116,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     if outcome.play_error is not None:
         print(f"flow: {type(outcome.play_error).__name__}: {outcome.play_error}", file=sys.stderr)
-    _print_result(outcome.result, args.json, not args.no_ladder, outcome.pcap)
+    _print_result(outcome.analysis, args.json, not args.no_ladder)
     print(f"capture: {outcome.pcap}\nverdict: {outcome.verdict_path}", file=sys.stderr)
     ok = outcome.result.verdict == "pass" and outcome.play_error is None
     return EXIT_PASS if ok else EXIT_FAIL

@@ -388,6 +388,9 @@ class UserEquipment(SipAgent):
         finally:
             incoming.final_status = status
             self.changed()
+        # RFC 3515 §3.10: no more than one NOTIFY per second, the final one included.
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, incoming.notifier.next_allowed(loop.time()) - loop.time()))
         self._send_notify(incoming, status, reason, final=True)
 
     # --- referrer (NOTIFY received) --------------------------------------------------------------

@@ -1,0 +1,30 @@
+"""Every check can fail: each catalogued fault, committed by a harness agent on the wire, must make the
+verifier fail the expected step with the expected requirement id — judged from the capture alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.agents.faults import FAULTS
+
+pytestmark = pytest.mark.flow
+
+
+def _failures(result) -> dict[str, set[str]]:  # noqa: ANN001
+    return {s.step: {c.id for c in s.checks if c.verdict == "fail"} for s in result.steps if s.verdict == "fail"}
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_fault_fails_its_step_with_its_id(flow_runner, name: str) -> None:
+    fault = FAULTS[name]
+    outcome = flow_runner(f"fault-{name}", faults=frozenset({name}), media_seconds=0.5)
+    failures = _failures(outcome.result)
+    assert outcome.result.verdict == "fail", f"{name}: verifier passed a faulty run"
+    assert fault.requirement in failures.get(fault.step, set()), (
+        f"{name}: expected step {fault.step} to fail {fault.requirement}; failures were {failures}")
+
+
+def test_clean_run_has_no_failure(a21_run) -> None:
+    assert _failures(a21_run.result) == {}
+    assert a21_run.result.verdict == "pass"
