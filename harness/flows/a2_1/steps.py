@@ -40,7 +40,7 @@ STEPS: tuple[Step, ...] = (
     Step("41~46", "UE-2 sends a NOTIFY request to UE-1 to indicate that it has finished action required "
          "by the REFER request.",
          ("UE-2", "UE-1"), "notify-final", "UE-2", ("NOTIFY", "200"),
-         (*_G, "NOT-1", "NOT-2", "NOT-3", "NOT-4", "NOT-5")),
+         (*_G, "NOT-1", "NOT-2", "NOT-3", "NOT-4", "NOT-5", "NOT-6")),
     Step("47~52", "UE-1 sends a BYE request to terminate the call between itself and UE-2.",
          ("UE-1", "UE-2"), "bye", "UE-2", ("BYE", "200"), (*_G, "DLG-1", "BYE-1")),
     Step("53~58", "In parallel to step 22~52, UE-1 sends a REFER request to UE-3 with the Refer-To header "
@@ -59,7 +59,7 @@ STEPS: tuple[Step, ...] = (
     Step("72~77", "UE-3 sends a NOTIFY request to UE-1 to indicate that it has finished action required "
          "by the REFER request.",
          ("UE-3", "UE-1"), "notify-final", "UE-3", ("NOTIFY", "200"),
-         (*_G, "NOT-1", "NOT-2", "NOT-3", "NOT-4", "NOT-5")),
+         (*_G, "NOT-1", "NOT-2", "NOT-3", "NOT-4", "NOT-5", "NOT-6")),
     Step("78~83", "UE-1 sends a BYE request to terminate the call between itself and UE-3.",
          ("UE-1", "UE-3"), "bye", "UE-3", ("BYE", "200"), (*_G, "DLG-1", "BYE-1")),
 )

@@ -1,0 +1,311 @@
+"""Bind each A.2.1 step to the exchanges in the capture that are its evidence.
+
+Correlation follows the checklist's [checker] rules: branches UE-2 and UE-3 are found by REFER
+target, never by order; the first NOTIFY of a subscription is 28~33 and the last `terminated` one is
+41~46 (intermediate ones are allowed and not bound); the join INVITE is the referee's new INVITE to
+the Refer-To URI (or, failing that, to the CS); a NOTIFY may precede the 202 and the INVITE may
+precede the first NOTIFY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.flows.step import Step
+from harness.sip.errors import SipParseError
+from harness.sip.headers import EventHeader, NameAddr, SipUri, SubscriptionState, parse_status_line
+from harness.verify.model import Dialog, Exchange, Logical, Model
+from harness.verify.roles import Roles, has_isfocus, is_hold_offer, refer_to, same_target
+from harness.verify.wire import CaptureData, WireMessage
+
+
+def event_of(m: WireMessage) -> EventHeader | None:
+    value = m.get("Event")
+    try:
+        return EventHeader.parse(value) if value is not None else None
+    except SipParseError:
+        return None
+
+
+def sub_state(m: WireMessage) -> SubscriptionState | None:
+    value = m.get("Subscription-State")
+    try:
+        return SubscriptionState.parse(value) if value is not None else None
+    except SipParseError:
+        return None
+
+
+def sipfrag_status(m: WireMessage) -> int | None:
+    if not m.sipfrag_lines:
+        return None
+    try:
+        return parse_status_line(m.sipfrag_lines[0].strip())[1]
+    except SipParseError:
+        return None
+
+
+@dataclass
+class Branch:
+    """Evidence for one REFER target: 22~52 for UE-2, 53~83 for UE-3."""
+
+    target: str
+    dialog: Dialog | None = None            # D12 / D13
+    refer: Exchange | None = None
+    notifies: list[Exchange] = field(default_factory=list)
+    join: Exchange | None = None
+    bye: Exchange | None = None
+    why: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def refer_to(self) -> NameAddr | None:
+        return refer_to(self.refer) if self.refer else None
+
+    @property
+    def first_notify(self) -> Exchange | None:
+        return self.notifies[0] if self.notifies else None
+
+    @property
+    def final_notify(self) -> Exchange | None:
+        """The last `terminated` NOTIFY; without one, the last NOTIFY after the first, if any."""
+        terminated = [n for n in self.notifies if (s := sub_state(n.request.origin)) and s.state == "terminated"]
+        if terminated:
+            return terminated[-1]
+        if len(self.notifies) > 1:
+            return self.notifies[-1]
+        return None
+
+    @property
+    def final_status(self) -> int | None:
+        final = self.final_notify
+        return sipfrag_status(final.request.origin) if final else None
+
+
+@dataclass
+class Evidence:
+    """Everything the checks read: capture, model, roles and the bound exchanges."""
+
+    data: CaptureData
+    model: Model
+    roles: Roles
+    factory_uri: str | None = None
+    d12: Dialog | None = None
+    d13: Dialog | None = None
+    hold: Exchange | None = None
+    conf: Exchange | None = None
+    branches: dict[str, Branch] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
+
+    # --- helpers used by the checks ---------------------------------------------------------
+    def node(self, ep: str) -> str:
+        return self.roles.nodes.find(ep)
+
+    def role(self, ep: str) -> str:
+        return self.roles.role_of(ep)
+
+    def creator(self, dialog: Dialog | None) -> Exchange | None:
+        """The dialog-creating INVITE, also when its 2xx lacked the To tag that should name it."""
+        if dialog is None:
+            return None
+        if dialog.creator is not None:
+            return dialog.creator
+        for ex in self.model.requests("INVITE"):
+            if ex.request.call_id == dialog.call_id and ex.request.to_tag is None and ex.request.from_tag in dialog.tags:
+                return ex
+        return None
+
+    @property
+    def conf_uri(self) -> SipUri | None:
+        """CONF-URI: the Contact of the CS's 2xx to the conference-creating INVITE."""
+        for ex in (self.conf, *(b.join for b in self.branches.values())):
+            if ex is not None and ex.ok is not None:
+                contact = ex.ok.origin.name_addr("Contact")
+                if contact is not None and isinstance(contact.uri, SipUri):
+                    return contact.uri
+        return None
+
+    def dialog_of_step(self, step: Step) -> Dialog | None:
+        peer = step.actors[1] if step.actors[0] == "UE-1" else step.actors[0]
+        return self.d12 if peer == "UE-2" else self.d13 if peer == "UE-3" else None
+
+    def subject(self, step: Step) -> tuple[Exchange | None, str]:
+        """The exchange a step is about, or None and why it is absent."""
+        branch = self.branches.get(step.branch or "")
+        action = step.action
+        if action == "call":
+            dialog = self.dialog_of_step(step)
+            ex = self.creator(dialog)
+            key = "d12" if step.actors[1] == "UE-2" else "d13"
+            return ex, self.why.get(key, f"no INVITE dialog between UE-1 and {step.actors[1]}")
+        if action == "hold":
+            return self.hold, self.why.get("hold", "no hold offer")
+        if action in ("create-conf", "conf-answer") or (action == "media-alloc" and branch is None):
+            return self.conf, self.why.get("conf", "no conference-creating INVITE")
+        if branch is None:
+            return None, f"{step.branch}: no REFER from UE-1 to {step.branch} in the capture"
+        if action == "refer":
+            return branch.refer, branch.why.get("refer", "no REFER")
+        if action == "notify-trying":
+            return branch.first_notify, branch.why.get("notify", f"no NOTIFY from {branch.target}")
+        if action in ("join", "join-answer", "media-alloc"):
+            return branch.join, branch.why.get("join", f"no INVITE from {branch.target} to the Refer-To URI")
+        if action == "notify-final":
+            return branch.final_notify, branch.why.get(
+                "final", f"no final (terminated) NOTIFY from {branch.target}")
+        if action == "bye":
+            return branch.bye, branch.why.get("bye", f"no BYE in the UE-1/{branch.target} dialog")
+        return None, f"unknown action {action}"
+
+    def step_logicals(self, step: Step) -> list[Logical]:
+        """The hop copies a step's G checks judge: its request and/or responses/ACK per step.messages."""
+        ex, _ = self.subject(step)
+        if ex is None or not step.messages:
+            return []
+        out: list[Logical] = []
+        if not step.messages[0].isdigit():  # the step starts with its request (hold may be an UPDATE)
+            out.append(ex.request)
+        if any(m.isdigit() for m in step.messages):
+            out += ex.responses
+        if "ACK" in step.messages:
+            out += ex.acks
+        return out
+
+
+def bind(data: CaptureData, model: Model, roles: Roles, factory_uri: str | None = None) -> Evidence:
+    ev = Evidence(data, model, roles, factory_uri)
+    ue1 = roles.node("UE-1")
+    for target in ("UE-2", "UE-3"):
+        ev.branches[target] = _branch(ev, target)
+    ev.d12 = ev.branches["UE-2"].dialog
+    ev.d13 = ev.branches["UE-3"].dialog
+    for key, d in (("d12", ev.d12), ("d13", ev.d13)):
+        if d is not None and ev.creator(d) is None:
+            ev.why[key] = (f"the dialog (Call-ID {d.call_id}) is in the capture but its initial INVITE is not "
+                           "(capture started mid-call)")
+    if ev.d12 is None:
+        ev.why["d12"] = "no INVITE dialog between UE-1 and UE-2 in the capture"
+    if ev.d13 is None:
+        ev.why["d13"] = ("UE-3 not in the capture (no second REFER target)" if roles.node("UE-3") is None
+                         else "no INVITE dialog between UE-1 and UE-3 in the capture")
+    ev.hold = _hold(ev)
+    ev.conf = _conf(ev, ue1)
+    return ev
+
+
+def _parties(ev: Evidence, dialog: Dialog) -> set[str]:
+    creator = ev.creator(dialog)
+    if creator is not None:
+        return {ev.node(creator.request.sender), ev.node(creator.request.receiver)}
+    return {ev.node(ep) for tag in dialog.tags if (ep := ev.model.tag_owner.get(tag))}
+
+
+def _invite_dialog(ev: Evidence, a: str | None, b: str | None, refer: Exchange | None) -> Dialog | None:
+    if a is None or b is None:
+        return None
+    if refer is not None and refer.request.to_tag:
+        d = ev.model.find_dialog(refer.request.call_id, {refer.request.from_tag, refer.request.to_tag})
+        if d is not None and (d.creator is None or d.creator.method == "INVITE"):
+            return d
+    dialogs = [d for d in ev.model.dialogs if _parties(ev, d) == {a, b}
+               and any(e.method == "INVITE" for e in d.exchanges)]
+    return dialogs[0] if dialogs else None
+
+
+def _branch(ev: Evidence, target: str) -> Branch:
+    br = Branch(target)
+    ue1, node = ev.roles.node("UE-1"), ev.roles.node(target)
+    if node is None:
+        br.why["refer"] = f"{target} not in the capture (UE-1 sent no REFER to a second element)" \
+            if target == "UE-3" else f"{target} not in the capture"
+        return br
+    refers = [e for e in ev.model.requests("REFER") if ev.node(e.request.sender) == ue1
+              and ev.node(e.final.sender if e.final else e.request.receiver) == node]
+    accepted = [e for e in refers if e.ok is not None]
+    br.refer = (accepted or refers or [None])[0]
+    br.dialog = _invite_dialog(ev, ue1, node, br.refer)
+    if br.refer is None:
+        br.why["refer"] = f"no REFER from UE-1 to {target}"
+        for key in ("notify", "join", "final"):
+            br.why[key] = f"no REFER from UE-1 to {target}, so no subscription or join to look for"
+    else:
+        br.notifies = _notifies(ev, br)
+        br.join = _join(ev, br)
+    if br.refer is not None and not br.notifies:
+        br.why["notify"] = f"no NOTIFY from {target} to UE-1 for the REFER in frame {br.refer.request.origin.frame}"
+        br.why["final"] = br.why["notify"]
+    if br.dialog is not None:
+        byes = [e for e in br.dialog.exchanges if e.method == "BYE"]
+        mine = [e for e in byes if ev.node(e.request.sender) == ue1]
+        br.bye = (mine or byes or [None])[0]
+    else:
+        br.why["bye"] = f"no INVITE dialog between UE-1 and {target}, so no BYE to look for"
+    return br
+
+
+def _notifies(ev: Evidence, br: Branch) -> list[Exchange]:
+    refer = br.refer
+    assert refer is not None
+    node, ue1 = ev.roles.node(br.target), ev.roles.node("UE-1")
+    candidates = [e for e in ev.model.requests("NOTIFY")
+                  if ev.node(e.request.sender) == node and ev.node(e.request.receiver) == ue1
+                  and e.request.time >= refer.request.time]
+
+    def is_refer_event(e: Exchange) -> bool:
+        event = event_of(e.request.origin)
+        if event is None:
+            return True  # a NOTIFY without Event is still this subscription's, and NOT-1 says so
+        if event.package.lower() != "refer":
+            return False
+        return event.id is None or event.id == str(refer.request.cseq_num)
+    same_call = [e for e in candidates if e.request.call_id == refer.request.call_id and is_refer_event(e)]
+    if same_call:
+        return same_call
+    return [e for e in candidates if (ev_ := event_of(e.request.origin)) is not None and ev_.package.lower() == "refer"]
+
+
+def _join(ev: Evidence, br: Branch) -> Exchange | None:
+    refer = br.refer
+    assert refer is not None
+    node, cs = ev.roles.node(br.target), ev.roles.node("CS")
+    target = br.refer_to
+    invites = [e for e in ev.model.requests("INVITE") if ev.node(e.request.sender) == node
+               and e.request.to_tag is None and e.request.time >= refer.request.time]
+    exact = [e for e in invites if same_target(e.request.origin.uri, target)]
+    to_cs = [e for e in invites if cs is not None and ev.node(e.final.sender if e.final else e.request.receiver) == cs]
+    join = (exact or to_cs or [None])[0]
+    if join is None:
+        br.why["join"] = (f"no new INVITE from {br.target} after the REFER (frame {refer.request.origin.frame}) "
+                          f"to the Refer-To URI {target.uri if target else '?'}")
+    return join
+
+
+def _hold(ev: Evidence) -> Exchange | None:
+    d12, ue1 = ev.d12, ev.roles.node("UE-1")
+    if d12 is None:
+        ev.why["hold"] = ev.why.get("d12", "no D12")
+        return None
+    offers = [e for e in d12.in_dialog() if e.method in ("INVITE", "UPDATE") and ev.node(e.request.sender) == ue1]
+    holds = [e for e in offers if is_hold_offer(e)]
+    if holds:
+        return holds[0]
+    seen = ", ".join(f"{e.method} frame {e.request.origin.frame} "
+                     f"({e.request.origin.sdp.direction() if e.request.origin.sdp else 'no SDP'})" for e in offers)
+    others = [e for e in d12.in_dialog() if e.method in ("INVITE", "UPDATE") and is_hold_offer(e)]
+    extra = f"; UE-2 sent its own hold offer (frame {others[0].request.origin.frame})" if others else ""
+    ev.why["hold"] = ("no re-INVITE/UPDATE from UE-1 in D12 with a hold offer (a=sendonly/inactive or c=0.0.0.0)"
+                      + (f"; seen: {seen}" if seen else "") + extra)
+    return None
+
+
+def _conf(ev: Evidence, ue1: str | None) -> Exchange | None:
+    cs = ev.roles.node("CS")
+    if cs is None:
+        ev.why["conf"] = "no CS in the capture (no 2xx with ;isfocus and no INVITE to a Refer-To URI)"
+        return None
+    invites = [e for e in ev.model.requests("INVITE") if ev.node(e.request.sender) == ue1
+               and e.request.to_tag is None and ev.node(e.final.sender if e.final else e.request.receiver) == cs]
+    focus = [e for e in invites if e.ok is not None and has_isfocus(e.ok.origin.name_addr("Contact"))]
+    answered = [e for e in invites if e.ok is not None]
+    conf = (focus or answered or invites or [None])[0]
+    if conf is None:
+        ev.why["conf"] = "no INVITE from UE-1 to the CS in the capture"
+    return conf

@@ -1,0 +1,227 @@
+"""CALL-1, DLG-1, ACK-1: dialog creation and in-dialog requests (RFC 3261 §12, §13.2.2.4)."""
+
+from __future__ import annotations
+
+from harness.flows.step import Step
+from harness.sip.errors import SipParseError
+from harness.sip.headers import NameAddr, SipUri
+from harness.verify.a21 import Evidence
+from harness.verify.checks.base import Findings, inconclusive, where
+from harness.verify.model import Dialog, Exchange
+from harness.verify.verdict import CheckResult
+from harness.verify.wire import WireMessage
+
+REFRESH = ("INVITE", "UPDATE")
+
+
+def _uri(text: str | None) -> SipUri | None:
+    """The URI inside a name-addr or a bare URI; None when it is not a SIP URI."""
+    if not text:
+        return None
+    try:
+        value = NameAddr.parse(text).uri if "<" in text else SipUri.parse(text.strip())
+    except SipParseError:
+        return None
+    return value if isinstance(value, SipUri) else None
+
+
+def same_uri(a: str | None, b: str | None) -> bool:
+    ua, ub = _uri(a), _uri(b)
+    if ua is None or ub is None:
+        return a is not None and a == b
+    return ua.equivalent(ub)
+
+
+def route_set(ev: Evidence, dialog: Dialog, sender: str) -> list[str] | None:
+    """§12.1.2: the 2xx's Record-Route reversed at the UAC; §12.1.1: the request's in order at the UAS."""
+    creator = ev.creator(dialog)
+    if creator is None:
+        return None
+    ok = next((r for r in creator.responses if 200 <= (r.status or 0) < 300
+               and (r.to_tag in dialog.tags or r.to_tag is None)), None)
+    if ev.node(creator.request.sender) == sender:
+        return None if ok is None else list(reversed(ok.delivered.get_all("Record-Route")))
+    return creator.request.delivered.get_all("Record-Route")
+
+
+def remote_target(ev: Evidence, dialog: Dialog, sender: str, before: float) -> tuple[str, int] | None:
+    """§12.2.1.2/§12.2.2: the peer's latest Contact from the dialog-creating or target-refresh messages."""
+    found: list[tuple[float, str, int]] = []
+    for ex in dialog.exchanges:
+        if ex.request.time >= before:
+            continue
+        if ex.method in REFRESH or ex is ev.creator(dialog):
+            if ev.node(ex.request.sender) != sender:
+                contact = ex.request.delivered.get("Contact")
+                if contact:
+                    found.append((ex.request.time, contact, ex.request.delivered.frame))
+            else:
+                for r in ex.responses:
+                    if 200 <= (r.status or 0) < 300 and r.time < before and r.delivered.get("Contact"):
+                        found.append((r.time, r.delivered.get("Contact") or "", r.delivered.frame))
+    creator = ev.creator(dialog)
+    if creator is not None and creator not in dialog.exchanges and creator.request.time < before:
+        if ev.node(creator.request.sender) != sender and creator.request.delivered.get("Contact"):
+            found.append((creator.request.time, creator.request.delivered.get("Contact") or "",
+                          creator.request.delivered.frame))
+        elif creator.ok is not None and creator.ok.delivered.get("Contact"):
+            found.append((creator.ok.time, creator.ok.delivered.get("Contact") or "", creator.ok.delivered.frame))
+    if not found:
+        return None
+    _, contact, frame = max(found)
+    return contact, frame
+
+
+def call_1(ev: Evidence, step: Step) -> CheckResult:
+    """§8.1.1.8: one SIP Contact in the dialog-creating INVITE; §12.1.1: the 2xx has Contact and a To tag."""
+    ex, why = ev.subject(step)
+    if ex is None:
+        return inconclusive("CALL-1", why)
+    f = Findings("CALL-1")
+    invite = ex.request.origin
+    contacts = invite.get_all("Contact")
+    if len(contacts) != 1 or _uri(contacts[0]) is None:
+        f.fail(f"{where(ev, invite)}: dialog-creating INVITE must carry exactly one SIP/SIPS Contact, "
+               f"saw {contacts or 'none'}", invite.frame)
+    ok = ex.ok
+    if ok is None:
+        final = ex.final
+        f.fail(f"INVITE of frame {invite.frame} got no 2xx (final: {final.status if final else 'none'}); "
+               "the call was never established", invite.frame)
+        return f.result()
+    for m in ok.copies:
+        if not m.get_all("Contact"):
+            f.fail(f"{where(ev, m)}: 2xx to INVITE without Contact", m.frame)
+        if m.to_tag is None:
+            f.fail(f"{where(ev, m)}: 2xx to INVITE without To tag", m.frame)
+    f.ok(f"INVITE frame {invite.frame} Contact {contacts[0] if contacts else ''}; 2xx frame {ok.origin.frame} "
+         f"Contact {ok.origin.get('Contact')} To tag {ok.origin.to_tag}", invite.frame, ok.origin.frame)
+    return f.result()
+
+
+def _cseq_rule(ev: Evidence, f: Findings, dialog: Dialog, ex: Exchange) -> None:
+    """G7 [checker]: +1 over the sender's previous request at its first hop; greater elsewhere."""
+    req = ex.request
+    mine = [e for e in dialog.exchanges if e is not ex and e.method not in ("ACK", "CANCEL")
+            and e.request.from_tag == req.from_tag and e.request.time < req.time and e.request.cseq_num is not None]
+    creator = ev.creator(dialog)
+    if creator is not None and creator not in mine and creator.request.from_tag == req.from_tag \
+            and creator.request.time < req.time:
+        mine.append(creator)
+    if not mine or req.cseq_num is None:
+        f.ok(f"CSeq {req.cseq_num}: first request from this side of the dialog")
+        return
+    prev = max(mine, key=lambda e: e.request.cseq_num or 0)
+    n, p = req.cseq_num, prev.request.cseq_num or 0
+    first_hop = len(req.origin.vias) == 1
+    if first_hop and n != p + 1:
+        f.fail(f"{where(ev, req.origin)}: CSeq {n}, expected {p + 1} (previous request from this side: "
+               f"{prev.method} CSeq {p}, frame {prev.request.origin.frame})", req.origin.frame, prev.request.origin.frame)
+    elif not first_hop and n <= p:
+        f.fail(f"{where(ev, req.origin)}: CSeq {n} not greater than {p} (frame {prev.request.origin.frame})",
+               req.origin.frame)
+    else:
+        f.ok(f"CSeq {n} = {p} + 1" if n == p + 1 else f"CSeq {n} > {p}")
+
+
+def check_target_and_route(ev: Evidence, f: Findings, dialog: Dialog, m: WireMessage, label: str) -> None:
+    """Request-URI = remote target and Route = route set at the sender's hop (§12.2.1.1)."""
+    sender = ev.node(m.src_ep)
+    routes = route_set(ev, dialog, sender)
+    target = remote_target(ev, dialog, sender, m.time)
+    seen_routes = m.get_all("Route")
+    strict = bool(routes) and _uri(routes[0]) is not None and not (_uri(routes[0]) or SipUri(host="x")).lr
+    if target is None:
+        f.ok(f"{label}: remote target unknown (dialog start not in the capture)")
+    elif strict:
+        if not same_uri(m.uri, routes[0]) or not seen_routes or not same_uri(seen_routes[-1], target[0]):
+            f.fail(f"{where(ev, m)}: strict routing: Request-URI must be the first route {routes[0]} and the "
+                   f"remote target {target[0]} the last Route; saw {m.uri} / {seen_routes}", m.frame)
+    elif not same_uri(m.uri, target[0]):
+        f.fail(f"{where(ev, m)}: Request-URI {m.uri}, expected the remote target {target[0]} "
+               f"(Contact of frame {target[1]})", m.frame, target[1])
+    else:
+        f.ok(f"{label}: Request-URI = remote target {m.uri}")
+    if routes is None:
+        f.ok(f"{label}: route set unknown (dialog start not in the capture)")
+        return
+    expect = routes[1:] + [f"<{target[0]}>"] if strict and target else routes
+    if len(seen_routes) != len(expect) or not all(same_uri(a, b) for a, b in zip(seen_routes, expect, strict=False)):
+        f.fail(f"{where(ev, m)}: Route {seen_routes or 'absent'}, expected the route set {expect or 'empty'}", m.frame)
+    else:
+        f.ok(f"{label}: Route = route set {expect or '(empty)'}")
+
+
+def dlg_1(ev: Evidence, step: Step) -> CheckResult:
+    """§12.2.1.1: in-dialog request: tags, CSeq +1, Request-URI = remote target, Route = route set."""
+    ex, why = ev.subject(step)
+    if ex is None:
+        return inconclusive("DLG-1", why)
+    f = Findings("DLG-1")
+    req = ex.request
+    m = req.origin
+    d1x = ev.dialog_of_step(step)
+    if req.to_tag is None:
+        others = {d.call_id for d in (ev.d12, ev.d13) if d is not None}
+        if req.call_id in others:
+            f.fail(f"{where(ev, m)}: out-of-dialog {req.method} (To without tag) reuses the Call-ID {req.call_id} "
+                   "of an existing dialog; a new request needs a new Call-ID (§8.1.1.4)", m.frame)
+        else:
+            f.ok(f"out-of-dialog {req.method} (To without tag, new Call-ID {req.call_id}); allowed (RFC 3515 §2)",
+                 m.frame)
+        if req.method == "REFER" and not m.has("Target-Dialog"):
+            f.warn(f"{where(ev, m)}: out-of-dialog REFER without Target-Dialog (RFC 4538): it may fork or reach "
+                   "another device of the user (checklist §8a)", m.frame)
+        return f.result()
+    dialog = ev.model.find_dialog(req.call_id, {req.from_tag, req.to_tag})
+    if dialog is None:
+        f.fail(f"{where(ev, m)}: Call-ID {req.call_id} with tags {req.from_tag}/{req.to_tag} matches no dialog",
+               m.frame)
+        return f.result()
+    if d1x is not None and dialog is not d1x and req.method == "BYE":
+        f.fail(f"{where(ev, m)}: BYE in dialog {dialog.call_id}, expected the original dialog {d1x.call_id}", m.frame)
+    creator = ev.creator(dialog)
+    if creator is not None and creator.ok is not None:
+        uac_tag, uas_tag = creator.request.from_tag, dialog.uas_tag or creator.ok.to_tag
+        mine, theirs = (uac_tag, uas_tag) if ev.node(m.src_ep) == ev.node(creator.request.sender) else (uas_tag, uac_tag)
+        if (req.from_tag, req.to_tag) != (mine, theirs):
+            f.fail(f"{where(ev, m)}: tags From {req.from_tag} / To {req.to_tag}, expected {mine} / {theirs}", m.frame)
+        else:
+            f.ok(f"tags {mine}/{theirs}")
+    _cseq_rule(ev, f, dialog, ex)
+    check_target_and_route(ev, f, dialog, m, req.method or "request")
+    target = _uri(m.uri)
+    if req.method == "REFER" and target is not None and "gr" in target.params:
+        f.warn(f"{where(ev, m)}: in-dialog REFER to a GRUU ({m.uri}); RFC 7647 §4 wants it out of dialog "
+               "(accepted: 3GPP agreements allow dialog reuse, checklist §8a)", m.frame)
+    f.frames.append(m.frame)
+    return f.result()
+
+
+def ack_1(ev: Evidence, step: Step) -> CheckResult:
+    """§13.2.2.4: ACK for the 2xx: same CSeq number, method ACK, new branch, built as an in-dialog request."""
+    ex, why = ev.subject(step)
+    if ex is None:
+        return inconclusive("ACK-1", why)
+    f = Findings("ACK-1")
+    if ex.ok is None:
+        final = ex.final
+        return inconclusive("ACK-1", f"the INVITE of frame {ex.request.origin.frame} got no 2xx "
+                            f"(final: {final.status if final else 'none'}), so no ACK for a 2xx is due")
+    ack = ex.ack_2xx
+    if ack is None:
+        f.fail(f"no ACK for the 2xx of frame {ex.ok.origin.frame}", ex.ok.origin.frame)
+        return f.result()
+    m = ack.origin
+    if m.cseq_num != ex.request.cseq_num or m.cseq_method != "ACK":
+        f.fail(f"{where(ev, m)}: CSeq {m.get('CSeq')!r}, expected '{ex.request.cseq_num} ACK'", m.frame)
+    if m.bottom_branch == ex.request.origin.bottom_branch:
+        f.fail(f"{where(ev, m)}: reuses the INVITE's branch {m.bottom_branch}; the ACK for a 2xx is a new "
+               "transaction with a new branch", m.frame, ex.request.origin.frame)
+    dialog = ev.model.find_dialog(ex.request.call_id, {ex.request.from_tag, ex.ok.to_tag})
+    if dialog is None:
+        f.fail(f"{where(ev, m)}: no dialog for the 2xx (To tag {ex.ok.to_tag})", m.frame)
+    else:
+        check_target_and_route(ev, f, dialog, m, "ACK")
+    f.ok(f"ACK frame {m.frame}: CSeq {m.cseq_num} ACK, new branch {m.bottom_branch}", m.frame)
+    return f.result()

@@ -1,0 +1,1 @@
+"""Test-data generators (hand-made captures; nothing here comes from the harness agents)."""
