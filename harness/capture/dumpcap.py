@@ -8,16 +8,15 @@ SIGKILL is the last resort. The file is always left in place for the verifier.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import struct
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from harness.procs import terminate
 
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -143,18 +142,8 @@ class Capture:
         try:
             if proc.poll() is None and self.settle_time > 0:
                 settle(self.settle_time)
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=self.stop_timeout)
-            return proc.returncode
+            return terminate(proc, self.stop_timeout)
         finally:
-            if proc.poll() is None:  # pragma: no cover - only if even SIGKILL failed to reap
-                proc.kill()
             if self._stderr is not None:
                 self._stderr.close()
                 self._stderr = None

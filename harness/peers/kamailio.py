@@ -17,7 +17,6 @@ By hand (until Ctrl-C)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import os
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.capture.dumpcap import ToolMissing
+from harness.procs import terminate
 from harness.sip.message import SipMessage
 
 __all__ = [
@@ -234,20 +234,7 @@ class KamailioInstance:
     def stop(self) -> int | None:
         """SIGTERM to the PID, SIGKILL to its process group after `stop_timeout`; returns the exit status."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        try:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(self.stop_timeout)
-        finally:
-            # Workers are in the session/process group led by the main PID; make sure none survives.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(self.stop_timeout)
-        return proc.returncode
+        return None if proc is None else terminate(proc, self.stop_timeout, group=True)
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "harness"
 # Order matters: a layer may import itself and anything to its left.
-LAYERS = ["sip", "profile", "rtp", "net", "agents", "flows", "capture", "peers", "verify", "report", "session",
+LAYERS = ["procs", "sip", "profile", "rtp", "net", "agents", "flows", "capture", "peers", "verify", "report", "session",
           "cli"]
 # flows/*/steps.py is pure data that verify reads; verify must not reach the choreography.
 SANS_IO_FORBIDDEN = {"asyncio", "socket", "time", "subprocess", "threading", "selectors"}
