@@ -114,6 +114,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except BadInput as exc:
         print(f"error: {exc} (capture kept in {out})", file=sys.stderr)
         return EXIT_FAIL
+    except KeyboardInterrupt:
+        print(f"interrupted; capture kept: {out / (flow.id + '.pcapng')}", file=sys.stderr)
+        return 130
     if outcome.play_error is not None:
         print(f"flow: {type(outcome.play_error).__name__}: {outcome.play_error}", file=sys.stderr)
     _print_result(outcome.analysis, args.json, not args.no_ladder)
