@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import pytest
 
-from harness.agents.faults import FAULTS
+from harness.agents.faults import FAULTS, PENDING_CHECKS
 
 pytestmark = pytest.mark.flow
+
+
+def _case(name: str):  # noqa: ANN202
+    """A fault whose requirement the verifier cannot judge yet is an expected failure; strict, so the
+    day the check lands this turns red until the id leaves PENDING_CHECKS (harness/agents/faults.py)."""
+    requirement = FAULTS[name].requirement
+    if requirement in PENDING_CHECKS:
+        return pytest.param(name, marks=pytest.mark.xfail(
+            strict=True, reason=f"{requirement} has no verifier check yet (docs/requirements.md)"))
+    return name
 
 
 def _failures(result) -> dict[str, set[str]]:  # noqa: ANN001
     return {s.step: {c.id for c in s.checks if c.verdict == "fail"} for s in result.steps if s.verdict == "fail"}
 
 
-@pytest.mark.parametrize("name", sorted(FAULTS))
+@pytest.mark.parametrize("name", [_case(name) for name in sorted(FAULTS)])
 def test_fault_fails_its_step_with_its_id(flow_runner, name: str) -> None:
     fault = FAULTS[name]
     outcome = flow_runner(f"fault-{name}", faults=frozenset({name}), media_seconds=0.5)

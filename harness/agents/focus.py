@@ -47,6 +47,17 @@ class Conference:
     participants: list[Participant] = field(default_factory=list)
 
 
+def media_target(sdp: Sdp | None) -> tuple[str, int] | None:
+    """Where the MRFP sends this participant's RTP (RTCP to port + 1): the c=/m= of its latest SDP;
+    None for no SDP, a rejected stream (port 0) or a legacy `c=0.0.0.0` hold (RFC 3264 §8.4)."""
+    if sdp is None or not sdp.media or sdp.media[0].port == 0:
+        return None
+    connection = sdp.media[0].connection or sdp.connection
+    if connection is None or connection.is_hold_address:
+        return None
+    return sdp.media_address(0)
+
+
 class ConferenceServer(SipAgent):
     """CS on its own IP; media through `mrfp`."""
 
@@ -137,8 +148,7 @@ class ConferenceServer(SipAgent):
         """Step 15/36/67: ask the MRFP for a port, then answer 200 pointing media at it."""
         offer = Sdp.parse(invite.body) if invite.body else None
         direction = answer_direction(offer.direction(0)) if offer is not None else "sendrecv"
-        remote = offer.media_address(0) if offer is not None and direction in SENDS else None
-        participant.port = await self.mrfp.allocate(participant.aor, remote)
+        participant.port = await self.mrfp.allocate(participant.aor, media_target(offer), direction in SENDS)
         sdp = offer_audio(self.mrfp.ip, participant.port, self._rng.randrange(1, 2**31), 1, direction)
         participant.local_sdp = sdp
         tag = new_tag()
@@ -156,7 +166,7 @@ class ConferenceServer(SipAgent):
             direction = answer_direction(offer.direction(0))
             if direction != sdp.direction(0):
                 sdp = sdp.with_direction(direction).bump_version()
-            self.mrfp.set_remote(participant.port, offer.media_address(0) if direction in SENDS else None)
+            self.mrfp.set_remote(participant.port, media_target(offer), direction in SENDS)
         participant.local_sdp = sdp
         conference = next(c for c in self.conferences.values() if participant in c.participants)
         self.respond(msg, 200, "OK", body=bytes(sdp), headers=[

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.agents.errors import FlowError, FlowTimeout, bounded
 from harness.agents.wire import through_layer
-from harness.net.udp import Addr, SipUdpEndpoint, UdpSocket
+from harness.net.udp import Addr, SipUdpEndpoint, UdpSocket, bind_rtp_pair
 from harness.sip.build import add_via, make_response
 from harness.sip.errors import SipError
 from harness.sip.headers import NameAddr, SipUri
@@ -120,17 +120,12 @@ class SipAgent:
                 await self._changed.wait()
         return await bounded(check(), timeout, what)
 
-    async def bind_rtp(self) -> UdpSocket:
-        """An RTP socket on the next free even port of this agent's IP."""
-        while True:
-            port = self._next_rtp_port
-            self._next_rtp_port += 2
-            try:
-                sock = await UdpSocket.bind(self.ip, port)
-            except OSError:
-                continue
-            self._sockets.append(sock)
-            return sock
+    async def bind_rtp(self) -> tuple[UdpSocket, UdpSocket]:
+        """RTP and RTCP sockets on the next free even port of this agent's IP and the odd one above it."""
+        rtp, rtcp = await bind_rtp_pair(self.ip, self._next_rtp_port)
+        self._next_rtp_port = rtp.local[1] + 2
+        self._sockets += [rtp, rtcp]
+        return rtp, rtcp
 
     # --- sending --------------------------------------------------------------------------------
 

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 
 from harness.agents.errors import FlowError, FlowTimeout
 from harness.agents.media import MediaLeg
-from harness.agents.topology import Topology
+from harness.agents.topology import USER, Topology
 from harness.agents.ua import ALLOW, SDP_TYPE, WAIT, SipAgent
+from harness.net.udp import UdpSocket
+from harness.rtp.g711 import PCMA
+from harness.rtp.rtcp import INTERVAL
 from harness.sip.dialog import Dialog, DialogError
 from harness.sip.errors import SipError
 from harness.sip.headers import EventHeader, NameAddr, SipUri, uri_without
@@ -100,7 +103,7 @@ class UserEquipment(SipAgent):
     """A UE on its own loopback IP, reaching the network through its preloaded outbound route."""
 
     def __init__(self, role: str, topology: Topology, faults: frozenset[str] = frozenset(),
-                 tone_hz: float | None = None, wait: float = WAIT) -> None:
+                 tone_hz: float | None = None, wait: float = WAIT, rtcp_interval: float = INTERVAL) -> None:
         super().__init__(role, topology.ip(role), topology.sip_port, faults, topology.rtp_base_port)
         self.topology = topology
         self.aor = topology.user_uri(role)
@@ -108,6 +111,7 @@ class UserEquipment(SipAgent):
         self.route = topology.outbound_route(role)
         self.tone_hz = tone_hz if tone_hz is not None else TONES.get(role, 400.0)
         self.wait = wait
+        self.rtcp_interval = rtcp_interval
         self.calls: list[Call] = []
         self.referred: list[IncomingReferral] = []
         self._rng = random.Random()
@@ -147,12 +151,25 @@ class UserEquipment(SipAgent):
 
     # --- active side ------------------------------------------------------------------------------
 
+    def _media_leg(self, rtp: UdpSocket, rtcp: UdpSocket) -> MediaLeg:
+        return MediaLeg(rtp, rtcp, self.tone_hz, cname=f"{USER[self.role]}@{self.ip}",
+                        rtcp_interval=self.rtcp_interval)
+
+    def _join_media_faults(self, media: MediaLeg, joining: IncomingReferral) -> None:
+        """Media faults committed only on the leg a transferee opens to the conference."""
+        if self.fault("ue2-wrong-payload-type"):
+            media.payload_type_override = PCMA  # and A-law encoded, on a leg that negotiated PCMU
+        if self.fault("ue3-rtp-to-stale-address") and joining.call.remote_sdp is not None:
+            media.remote_override = joining.call.remote_sdp.media_address(0)  # the referrer's old leg
+
     async def call(self, target_uri: str, extra_headers: list[tuple[str, str]] | None = None,
-                   timeout: float | None = None) -> Call:
-        """INVITE with a sendrecv offer, await 200 (1xx tolerated), ACK; media starts."""
+                   timeout: float | None = None, joining: IncomingReferral | None = None) -> Call:
+        """INVITE with a sendrecv offer, await 200 (1xx tolerated), ACK; media starts.
+        `joining`: the REFER this call acts on (RFC 3515 §2.4.2), if any."""
         timeout = timeout or self.wait
-        sock = await self.bind_rtp()
-        media = MediaLeg(sock, self.tone_hz)
+        media = self._media_leg(*await self.bind_rtp())
+        if joining is not None:
+            self._join_media_faults(media, joining)
         sdp = self._new_sdp(media.port, "sendrecv")
         headers = [("Contact", self.contact), ("Allow", ALLOW), *(extra_headers or []),
                    ("Content-Type", SDP_TYPE)]
@@ -295,8 +312,7 @@ class UserEquipment(SipAgent):
     async def _answer_new(self, invite: SipMessage) -> None:
         """200 with an RFC 3264 §6.1 answer; media to the offer's c=/m= address."""
         offer = Sdp.parse(invite.body)
-        sock = await self.bind_rtp()
-        media = MediaLeg(sock, self.tone_hz)
+        media = self._media_leg(*await self.bind_rtp())
         sdp = self._new_sdp(media.port, answer_direction(offer.direction(0)))
         tag = new_tag()
         dialog = Dialog.uas(invite, tag, self.contact)
@@ -378,7 +394,7 @@ class UserEquipment(SipAgent):
             extra = [(h.name, h.unfolded) for h in incoming.refer.headers if h.canonical == "Referred-By"]
         status, reason = 500, "Server Internal Error"
         try:
-            incoming.join = await self.call(incoming.target, extra_headers=extra)
+            incoming.join = await self.call(incoming.target, extra_headers=extra, joining=incoming)
             status, reason = 200, "OK"
         except FlowTimeout:
             status, reason = 408, "Request Timeout"

@@ -55,6 +55,25 @@ class UdpSocket:
         self._transport.close()
 
 
+async def bind_rtp_pair(ip: str, first_port: int, attempts: int = 500) -> tuple[UdpSocket, UdpSocket]:
+    """An RTP socket on an even port >= `first_port` and its RTCP socket on the port above (RFC 3550 §11)."""
+    port = first_port + (first_port & 1)
+    for _ in range(attempts):
+        try:
+            rtp = await UdpSocket.bind(ip, port)
+        except OSError:
+            port += 2
+            continue
+        try:
+            rtcp = await UdpSocket.bind(ip, port + 1)
+        except OSError:
+            rtp.close()
+            port += 2
+            continue
+        return rtp, rtcp
+    raise OSError(f"no free RTP/RTCP port pair on {ip} from {first_port} ({attempts} tried)")
+
+
 class TransactionCore(Protocol):
     """What the endpoint needs from harness.sip.transaction.TransactionLayer."""
 

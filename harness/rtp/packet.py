@@ -2,6 +2,10 @@
 
 `RtpSender` owns one SSRC and its sequence/timestamp counters; it is sans-IO (the caller
 decides when a packet is due) so pacing lives in `stream.py` and tests need no clock.
+
+Scapy lays out the header once per (payload type, CSRC list); each packet then only writes the
+marker, sequence number and timestamp into that template. Building every packet through Scapy costs
+~350 µs, which made 30 streams overrun their 20 ms tick on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scapy.layers.rtp import RTP
-from scapy.packet import Raw
 
-PCMU = 0
+from harness.rtp.g711 import PCMU
+
 SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz
 
 
@@ -70,6 +74,8 @@ class RtpSender:
         self.samples_per_frame = samples_per_frame
         self._spurt_start = True  # the first packet of the stream begins a talk spurt
         self.packets_sent = 0
+        self.octets_sent = 0  # payload octets, as the RTCP SR counts them (RFC 3550 §6.4.1)
+        self._templates: dict[tuple[int, tuple[int, ...]], bytes] = {}
 
     def start_spurt(self) -> None:
         """Mark the next packet: it begins a talk spurt (RFC 3551 §4.1) after silence or hold."""
@@ -79,14 +85,30 @@ class RtpSender:
         """Let media time pass without sending: the timestamp keeps the sampling clock (RFC 3550 §5.1)."""
         self.timestamp = (self.timestamp + frames * self.samples_per_frame) & 0xFFFFFFFF
 
+    def _template(self, csrcs: tuple[int, ...]) -> bytes:
+        key = (self.payload_type, csrcs)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) > 64:  # contributor sets change as a conference evolves
+                self._templates.clear()
+            template = bytes(RTP(version=2, marker=0, payload_type=self.payload_type, sequence=0,
+                                 timestamp=0, sourcesync=self.ssrc, sync=list(csrcs)))
+            self._templates[key] = template
+        return template
+
+    def prepare(self, csrcs: Sequence[int] = ()) -> None:
+        """Build the header template ahead of the first packet (Scapy takes ~0.4 ms)."""
+        self._template(tuple(csrcs[:15]))
+
     def packet(self, payload: bytes, csrcs: Sequence[int] = ()) -> bytes:
-        """Build the next packet through Scapy's RTP layer and advance the counters."""
-        rtp = RTP(version=2, marker=int(self._spurt_start), payload_type=self.payload_type,
-                  sequence=self.sequence, timestamp=self.timestamp, sourcesync=self.ssrc,
-                  sync=list(csrcs[:15]))
-        data = bytes(rtp / Raw(payload))
+        """The next packet (Scapy's header layout, this packet's marker/seq/ts) and advance the counters."""
+        header = bytearray(self._template(tuple(csrcs[:15])))
+        if self._spurt_start:
+            header[1] |= 0x80
+        struct.pack_into("!HI", header, 2, self.sequence, self.timestamp)
         self._spurt_start = False
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.skip(1)
         self.packets_sent += 1
-        return data
+        self.octets_sent += len(payload)
+        return bytes(header) + payload

@@ -125,3 +125,38 @@ def test_stream_paces_25_packets_over_real_loopback() -> None:
     deviation = [t - (times[0] + 0.020 * i) for i, t in enumerate(times)]
     print(f"pacing deviation max {max(deviation) * 1000:.2f} ms, last {deviation[-1] * 1000:.2f} ms")
     assert len(times) == 25
+
+
+def test_alaw_known_codes_and_round_trip() -> None:
+    from harness.rtp.g711 import ALAW_DECODE_TABLE, alaw_decode, alaw_encode
+
+    assert alaw_encode([0]) == b"\xd5" and alaw_encode([-1]) == b"\x55"  # +0 and -0 segments
+    assert alaw_encode([32767]) == b"\xaa" and alaw_encode([-32768]) == b"\x2a"
+    assert ALAW_DECODE_TABLE[0xD5] == 8 and ALAW_DECODE_TABLE[0xAA] == 32256
+    codes = bytes(range(256))
+    assert alaw_encode(alaw_decode(codes)) == codes  # A-law has no duplicate codes
+    x = np.arange(-32768, 32768, 7)
+    error = np.abs(alaw_decode(alaw_encode(x)).astype(np.int32) - x)
+    assert np.all(error <= np.maximum(16, np.abs(x) // 32) + 1)
+
+
+def test_cached_tone_frames_equal_computed_ones() -> None:
+    for freq in (400.0, 650.0, 1000.0, 433.3):
+        cached, computed = ToneGenerator(freq), ToneGenerator(freq)
+        assert [cached.next_frame() for _ in range(60)] == [ulaw_encode(computed.next_samples()) for _ in range(60)]
+    mixed = ToneGenerator(650.0)
+    mixed.next_samples(80)  # off the frame grid: next_frame must still continue the phase
+    reference = ToneGenerator(650.0)
+    reference.next_samples(80)
+    assert mixed.next_frame() == ulaw_encode(reference.next_samples(160))
+
+
+def test_rtp_template_tracks_payload_type_and_csrcs() -> None:
+    sender = RtpSender(ssrc=9, rng=random.Random(2))
+    a = RtpPacket.parse(sender.packet(silence(), csrcs=[1]))
+    sender.payload_type = 8
+    b = RtpPacket.parse(sender.packet(silence(), csrcs=[1, 2, 3]))
+    c = RtpPacket.parse(sender.packet(silence()))
+    assert (a.payload_type, a.csrcs) == (0, (1,))
+    assert (b.payload_type, b.csrcs) == (8, (1, 2, 3)) and b.sequence == (a.sequence + 1) & 0xFFFF
+    assert c.csrcs == () and not c.marker and sender.octets_sent == 480

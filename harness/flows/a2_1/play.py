@@ -23,6 +23,7 @@ from harness.agents.ua import WAIT
 from harness.agents.ue import Call, Referral, UserEquipment
 from harness.flows.a2_1.steps import STEPS
 from harness.flows.step import Step
+from harness.rtp.rtcp import INTERVAL
 from harness.sip.headers import NameAddr
 from harness.sip.sdp import Sdp
 
@@ -50,6 +51,16 @@ class StepRecord:
     ended: float | None = None
 
 
+@dataclass(frozen=True)
+class LegAudio:
+    """What one leg received, for tests that analyse the audio (never read by the verifier)."""
+
+    payload_types: frozenset[int]
+    sources: frozenset[tuple[str, int]]
+    tail: tuple[tuple[int, bytes], ...]  # (payload type, payload) of the last packets received
+    rtcp_types: frozenset[int]
+
+
 @dataclass
 class PlayReport:
     """What the choreography did. Never read by the verifier."""
@@ -61,6 +72,7 @@ class PlayReport:
     error: str | None = None
     agent_errors: dict[str, list[str]] = field(default_factory=dict)
     media: dict[str, dict[str, int]] = field(default_factory=dict)
+    audio: dict[str, LegAudio] = field(default_factory=dict)  # same keys as `media`
     duration: float = 0.0
 
     @property
@@ -266,8 +278,9 @@ async def _run_branch(ctx: FlowContext, branch: str, steps: list[Step], records:
 
 
 async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset[str] = frozenset(),
-               timeout: float = 30.0) -> PlayReport:
-    """Play A.2.1 on `topology` with every role embedded; returns what each step did."""
+               timeout: float = 30.0, rtcp_interval: float = INTERVAL) -> PlayReport:
+    """Play A.2.1 on `topology` with every role embedded; returns what each step did.
+    `rtcp_interval`: RTCP report interval (RFC 3550's 5 s minimum unless a test wants more reports)."""
     check_faults(faults)
     unknown = {s.action for s in STEPS} - ACTIONS.keys()
     if unknown:
@@ -276,9 +289,9 @@ async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset
     records = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
     report.steps = list(records.values())
     proxies = [Proxy(role, topology.ip(role), topology.sip_port, faults) for role in ("P-CSCF", "S-CSCF")]
-    mrfp = Mrfp(topology.ip("MRFP"), faults, topology.rtp_base_port)
+    mrfp = Mrfp(topology.ip("MRFP"), faults, topology.rtp_base_port, rtcp_interval)
     cs = ConferenceServer(topology, mrfp, faults)
-    ues = {role: UserEquipment(role, topology, faults) for role in UES}
+    ues = {role: UserEquipment(role, topology, faults, rtcp_interval=rtcp_interval) for role in UES}
     branches: dict[str, list[Step]] = {}
     for step in STEPS:
         if step.branch is not None:
@@ -329,17 +342,27 @@ async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset
 def _collect_media(report: PlayReport, ues: dict[str, UserEquipment], mrfp: Mrfp) -> None:
     for role, ue in ues.items():
         for call in ue.calls:
-            report.media[f"{role} <-> {call.peer}"] = {
-                "port": call.media.port, "sent": call.media.packets_sent, "received": call.media.rx.packets}
-    for allocation in mrfp.allocations.values():
-        report.media[f"MRFP <-> {allocation.participant}"] = {
-            "port": allocation.port, "sent": allocation.stream.packets_sent, "received": allocation.received}
+            key = f"{role} <-> {call.peer}"
+            media = call.media
+            report.media[key] = {
+                "port": media.port, "sent": media.packets_sent, "received": media.rx.packets,
+                "rtcp_sent": media.rtcp.reports_sent, "rtcp_received": media.rtcp.reports_received}
+            report.audio[key] = LegAudio(frozenset(media.rx.payload_types), frozenset(media.rx.sources),
+                                         tuple(media.rx.tail), frozenset(media.rtcp.received_types))
+    for allocation in (*mrfp.released, *mrfp.allocations.values()):
+        key = f"MRFP <-> {allocation.participant}"
+        report.media[key] = {
+            "port": allocation.port, "sent": allocation.stream.packets_sent, "received": allocation.received,
+            "rtcp_sent": allocation.rtcp.reports_sent, "rtcp_received": allocation.rtcp.reports_received}
+        report.audio[key] = LegAudio(frozenset(allocation.payload_types), frozenset(), (),
+                                     frozenset(allocation.rtcp.received_types))
 
 
 def run_flow(topology: Topology, media_seconds: float = 2.0, faults: frozenset[str] = frozenset(),
-             timeout: float = 30.0) -> PlayReport:
+             timeout: float = 30.0, rtcp_interval: float = INTERVAL) -> PlayReport:
     """Synchronous wrapper: its own event loop, closed on return."""
-    return asyncio.run(play(topology, media_seconds=media_seconds, faults=faults, timeout=timeout))
+    return asyncio.run(play(topology, media_seconds=media_seconds, faults=faults, timeout=timeout,
+                            rtcp_interval=rtcp_interval))
 
 
-__all__ = ["ACTIONS", "FAULTS", "PlayReport", "StepRecord", "play", "run_flow"]
+__all__ = ["ACTIONS", "FAULTS", "LegAudio", "PlayReport", "StepRecord", "play", "run_flow"]
