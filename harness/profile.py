@@ -7,10 +7,11 @@ A profile is a TOML file (see profiles/*.toml for commented examples)::
     [roles.UE-1]    mode = "agent" | "external", host, port, transport = "udp" | "tcp", uri,
                     launch = "kamailio" | "baresip" | "linphonec" (external roles the harness starts),
                     lab = true (allow a non-loopback host you own, e.g. a namespace veth)
-    [users.UE-1]    uri, username, password
+    [users.UE-1]    uri, username, password, tel = "tel:+..." (From/To identity of a harness UE)
     [registration]  registrar = "S-CSCF", expires = 600, algorithm = "MD5" | "SHA-256"
     [timers]        t1 = 0.5, t2 = 4.0, flow_timeout = 60, external_wait = 30
     [media]         codec = "PCMU" | "PCMA"
+    [ims]           p_preferred_identity, p_asserted_identity, gruu = true | false
 
 `check_profile()` explains every mistake with the key and its line and never raises; `load_profile()`
 returns frozen dataclasses or raises `ProfileError` carrying the same problems. Targets are
@@ -25,7 +26,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -36,6 +37,7 @@ from harness.sip.headers import SipUri, parse_uri
 __all__ = [
     "ROLES",
     "Domain",
+    "Ims",
     "Media",
     "Profile",
     "ProfileError",
@@ -48,6 +50,7 @@ __all__ = [
     "check_profile_text",
     "load_profile",
     "load_profile_text",
+    "relocated",
 ]
 
 # Same names as harness/agents/topology.py (a unit test keeps them equal); kept here so reading a
@@ -61,13 +64,14 @@ ALGORITHMS = ("MD5", "SHA-256")
 #: Peers the harness knows how to start, and the roles each can play.
 LAUNCHERS = {"kamailio": ("P-CSCF", "S-CSCF"), "baresip": UES, "linphonec": UES}
 
-TOP_KEYS = ("name", "description", "domain", "roles", "users", "registration", "timers", "media")
+TOP_KEYS = ("name", "description", "domain", "roles", "users", "registration", "timers", "media", "ims")
 DOMAIN_KEYS = ("home", "conference_factory_uri")
 ROLE_KEYS = ("mode", "host", "port", "transport", "uri", "launch", "lab")
-USER_KEYS = ("uri", "username", "password")
+USER_KEYS = ("uri", "username", "password", "tel")
 REGISTRATION_KEYS = ("registrar", "expires", "algorithm")
 TIMER_KEYS = ("t1", "t2", "flow_timeout", "external_wait")
 MEDIA_KEYS = ("codec",)
+IMS_KEYS = ("p_preferred_identity", "p_asserted_identity", "gruu")
 
 
 # --- the loaded profile ------------------------------------------------------------------------
@@ -101,6 +105,7 @@ class User:
     uri: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tel: str | None = None   # a tel URI the harness's UE puts in From/To instead of its SIP AoR
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,15 @@ class Media:
 
 
 @dataclass(frozen=True)
+class Ims:
+    """IMS header fields the harness's own agents add (TS 24.229, RFC 3325, RFC 5627)."""
+
+    p_preferred_identity: bool = False   # UEs: P-Preferred-Identity on initial requests
+    p_asserted_identity: bool = False    # proxies: P-Asserted-Identity on initial requests (Kamailio too)
+    gruu: bool = False                   # UEs: Supported: gruu and a +sip.instance Contact
+
+
+@dataclass(frozen=True)
 class Profile:
     source: str
     name: str
@@ -140,6 +154,7 @@ class Profile:
     registration: Registration
     timers: Timers
     media: Media
+    ims: Ims = Ims()
 
     def role(self, name: str) -> Role:
         return self.roles[name]
@@ -397,13 +412,14 @@ def _check(data: dict[str, Any], checker: _Checker) -> Profile:
         u = c.known(raw, key, USER_KEYS)
         users[role_name] = User(role_name, uri=c.uri(u, key + ("uri",), lab=False, target=False),
                                 username=c.string(u, key + ("username",)),
-                                password=c.string(u, key + ("password",)))
+                                password=c.string(u, key + ("password",)),
+                                tel=_tel(c, u, key, roles.get(role_name)))
 
     reg = c.table(top, ("registration",), REGISTRATION_KEYS)
     registrar = c.string(reg, ("registration", "registrar"), ROLES)
     registration = Registration(
         registrar=registrar,
-        expires=int(c.number(reg, ("registration", "expires"), 60, 86400, integer=True) or 600),
+        expires=int(c.number(reg, ("registration", "expires"), 1, 86400, integer=True) or 600),
         algorithm=c.string(reg, ("registration", "algorithm"), ALGORITHMS, fold=True) or "MD5",
     )
     if registrar is not None:
@@ -421,9 +437,51 @@ def _check(data: dict[str, Any], checker: _Checker) -> Profile:
     )
     med = c.table(top, ("media",), MEDIA_KEYS)
     media = Media(codec=c.string(med, ("media", "codec"), CODECS, fold=True) or "PCMU")
+    ims_table = c.table(top, ("ims",), IMS_KEYS)
+    ims = Ims(**{k: c.boolean(ims_table, ("ims", k)) for k in IMS_KEYS})
+    _check_topology(roles, domain, registration, c)
 
     return Profile(c.source, name, description, MappingProxyType(roles), MappingProxyType(users),
-                   domain, registration, timers, media)
+                   domain, registration, timers, media, ims)
+
+
+def _tel(c: _Checker, user: dict[str, Any], key: tuple[str, ...], role: Role | None) -> str | None:
+    """A tel URI (RFC 3966) for a harness UE; an external UE sends its own From, so none for it."""
+    tel = c.uri(user, key + ("tel",), lab=False, target=False)
+    if tel is None:
+        return None
+    if not tel.lower().startswith("tel:"):
+        c.problem(key + ("tel",), f"{tel!r} is not a tel URI (tel:+4930...); the SIP AoR goes in uri")
+        return None
+    if role is not None and role.external:
+        c.problem(key + ("tel",), f"{role.name} is external: it puts its own identity in From; tel is for "
+                                  "the harness's UEs")
+        return None
+    return tel
+
+
+def _check_topology(roles: Mapping[str, Role], domain: Domain, registration: Registration, c: _Checker) -> None:
+    """Combinations that load but cannot run: a registrar the harness does not have, a TCP CS that
+    the factory URI would have reached over UDP."""
+    registrar = registration.registrar
+    if registrar is not None and not roles[registrar].external:
+        c.problem(("registration", "registrar"),
+                  f"{registrar} is played by a harness agent, which has no registrar; make it external "
+                  f'(e.g. launch = "kamailio") or leave out [registration]')
+    kamailio = [name for name in ("P-CSCF", "S-CSCF") if roles[name].launch == "kamailio"]
+    if len(kamailio) == 1:
+        other = "S-CSCF" if kamailio == ["P-CSCF"] else "P-CSCF"
+        c.problem(("roles", other, "launch"), f'Kamailio is started as P-CSCF and S-CSCF together: {kamailio[0]} has '
+                  f'launch = "kamailio", so {other} needs mode = "external", host and launch = "kamailio" too',
+                  c.line_of(("roles", other, "launch")) if ("roles", other) in c.lines
+                  else c.line_of(("roles", kamailio[0], "launch")))
+    factory = domain.conference_factory_uri
+    factory_transport = (SipUri.parse(factory).params.get("transport") or "udp").lower() \
+        if factory is not None and _is_sip(factory) else None
+    if roles["CS"].transport == "tcp" and factory_transport not in (None, "tcp"):
+        c.problem(("domain", "conference_factory_uri"),
+                  "roles.CS.transport is tcp, so the factory URI needs ;transport=tcp (else the proxies "
+                  "forward the conference INVITE over UDP, where the CS does not listen)")
 
 
 def _check_role(name: str, raw: dict[str, Any], c: _Checker) -> Role:
@@ -541,6 +599,31 @@ def load_profile(path: Path | str) -> Profile:
     if text is None:
         raise ProfileError(str(path), problems)
     return load_profile_text(text, str(path))
+
+
+def relocated(profile: Profile, subnet: int) -> Profile:
+    """The same profile moved to 127.<subnet>.0.0/24: each IPv4 loopback host 127.a.b.c of a role becomes
+    127.<subnet>.0.c, in the roles and in every URI that names it. Parallel test runs of one example
+    profile then never share an address; ValueError when two hosts would land on one."""
+    if not 1 <= subnet <= 254:
+        raise ValueError(f"subnet octet must be 1..254, got {subnet}")
+    moves: dict[str, str] = {}
+    for role in profile.roles.values():
+        host = role.host
+        if host is None or ":" in host or not ipaddress.ip_address(host).is_loopback:
+            continue
+        moves[host] = f"127.{subnet}.0.{host.rsplit('.', 1)[1]}"
+    if len(set(moves.values())) != len(moves):
+        raise ValueError(f"{profile.source}: hosts {sorted(moves)} share a last octet; cannot relocate")
+    pattern = re.compile(r"(?<![\d.])(" + "|".join(map(re.escape, moves)) + r")(?![\d])") if moves else None
+
+    def move(text: str | None) -> str | None:
+        return pattern.sub(lambda m: moves[m.group(1)], text) if text is not None and pattern else text
+
+    roles = {name: replace(r, host=move(r.host), uri=move(r.uri)) for name, r in profile.roles.items()}
+    users = {name: replace(u, uri=move(u.uri)) for name, u in profile.users.items()}
+    domain = replace(profile.domain, conference_factory_uri=move(profile.domain.conference_factory_uri))
+    return replace(profile, roles=MappingProxyType(roles), users=MappingProxyType(users), domain=domain)
 
 
 def main(argv: list[str] | None = None) -> int:

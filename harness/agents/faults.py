@@ -49,7 +49,16 @@ FAULTS: dict[str, Fault] = {
     "ue3-rtp-to-stale-address": Fault(
         "after joining, UE-3 sends its conference RTP to UE-1's old media address instead of the MRFP",
         "68~71", "MEDIA-4"),
+    # A silent or dead peer: the run must end within its bounds with a clear reason (test_no_hangs.py).
+    "ue2-ignores-refer": Fault(
+        "UE-2 never answers the REFER (a silent SUT)", "22~27", "REF-5"),
+    "ue3-dies-on-refer": Fault(
+        "UE-3 vanishes like a killed process when the REFER arrives (sockets closed, nothing sent)",
+        "53~58", "REF-5"),
 }
+
+#: Faults after which the flow cannot finish: the run must still end within its bounds, saying why.
+ABORTS = frozenset({"ue2-ignores-refer", "ue3-dies-on-refer"})
 
 #: Requirement ids the faults above expect but the step table does not list yet: the verifier's media
 #: checks (issue 4) add them to steps 37~40 and 68~71 when they exist. See docs/requirements.md.

@@ -16,6 +16,7 @@ from harness.agents.media import SENDS
 from harness.agents.mrfp import Mrfp
 from harness.agents.topology import Topology
 from harness.agents.ua import SDP_TYPE, WAIT, SipAgent
+from harness.rtp.g711 import PCMU
 from harness.sip.dialog import Dialog, DialogError
 from harness.sip.headers import SipUri
 from harness.sip.ids import new_tag
@@ -58,12 +59,22 @@ def media_target(sdp: Sdp | None) -> tuple[str, int] | None:
     return sdp.media_address(0)
 
 
+def offered_g711(sdp: Sdp | None) -> int:
+    """The first G.711 payload type of the offer (PCMU 0 or PCMA 8), the one the answer keeps
+    (RFC 3264 §6.1); PCMU when there is no offer or no G.711 in it."""
+    fmts = sdp.media[0].fmts if sdp is not None and sdp.media else []
+    return next((int(f) for f in fmts if f in ("0", "8")), PCMU)
+
+
 class ConferenceServer(SipAgent):
     """CS on its own IP; media through `mrfp`."""
 
+    allow = ALLOW
+
     def __init__(self, topology: Topology, mrfp: Mrfp, faults: frozenset[str] = frozenset(),
                  wait: float = WAIT) -> None:
-        super().__init__("CS", topology.ip("CS"), topology.sip_port, faults, topology.rtp_base_port)
+        super().__init__("CS", topology.ip("CS"), topology.port("CS"), faults, topology.rtp_base_port,
+                         topology.transport("CS"))
         self.topology = topology
         self.mrfp = mrfp
         self.wait = wait
@@ -124,7 +135,8 @@ class ConferenceServer(SipAgent):
 
     def _new_invite(self, invite: SipMessage) -> None:
         uri = SipUri.parse(str(invite.uri))
-        if uri.user == "conference-factory" and uri.host == self.ip:
+        factory = SipUri.parse(self.topology.factory_uri)  # a SUT profile may name its own
+        if uri.user == factory.user and uri.host_port == factory.host_port:
             conf_id = secrets.token_hex(4)
             contact = f"<{self.topology.conference_uri(conf_id)}>"
             if "cs-omit-isfocus" not in self.faults:
@@ -148,8 +160,10 @@ class ConferenceServer(SipAgent):
         """Step 15/36/67: ask the MRFP for a port, then answer 200 pointing media at it."""
         offer = Sdp.parse(invite.body) if invite.body else None
         direction = answer_direction(offer.direction(0)) if offer is not None else "sendrecv"
-        participant.port = await self.mrfp.allocate(participant.aor, media_target(offer), direction in SENDS)
-        sdp = offer_audio(self.mrfp.ip, participant.port, self._rng.randrange(1, 2**31), 1, direction)
+        pt = offered_g711(offer)
+        participant.port = await self.mrfp.allocate(participant.aor, media_target(offer), direction in SENDS,
+                                                    payload_type=pt, group=conference.conf_id)
+        sdp = offer_audio(self.mrfp.ip, participant.port, self._rng.randrange(1, 2**31), 1, direction, pt=pt)
         participant.local_sdp = sdp
         tag = new_tag()
         participant.dialog = Dialog.uas(invite, tag, conference.contact)

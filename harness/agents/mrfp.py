@@ -51,6 +51,7 @@ class Allocation:
     payload_types: set[int] = field(default_factory=set)
     mix_out: bytes = field(default_factory=silence)
     csrcs: list[int] = field(default_factory=list)
+    group: str = ""  # the conference: legs are mixed only with legs of the same group
 
 
 class Mrfp:
@@ -84,14 +85,14 @@ class Mrfp:
             await self.release(port)
 
     async def allocate(self, participant: str, remote: Addr | None = None, sending: bool = True,
-                       payload_type: int = PCMU) -> int:
+                       payload_type: int = PCMU, group: str = "") -> int:
         """Bind a fresh even port (+1 for RTCP) for `participant`; media to `remote` starts on the next tick."""
         sock, rtcp_sock = await bind_rtp_pair(self.ip, self._next_port)
         port = sock.local[1]
         self._next_port = port + 2
         stream = RtpStream(sock, silence, RtpSender(payload_type))
         rtcp = RtcpLeg(rtcp_sock, RtcpSession(stream.sender.ssrc, f"mrfp@{self.ip}"), stream, self.rtcp_interval)
-        allocation = Allocation(participant, port, None, sock, stream, rtcp)
+        allocation = Allocation(participant, port, None, sock, stream, rtcp, group=group)
         stream.source = lambda: allocation.mix_out
         stream.csrcs = lambda: allocation.csrcs
         sock.set_receiver(lambda data, addr: self._received(allocation, data))
@@ -147,11 +148,17 @@ class Mrfp:
 
     def mix(self, now: float) -> None:
         """Compute each leg's N-1 mix (and CSRC list) from the latest fresh frames."""
-        legs = list(self.allocations.values())
-        frames = {a: a.last_frame if a.last_frame is not None and now - a.last_at <= FRESH else None
-                  for a in legs}
         echo = "mrfp-echo" in self.faults
         silent = "mrfp-silence" in self.faults
+        groups: dict[str, list[Allocation]] = {}
+        for leg in self.allocations.values():  # one mix per conference (a CS may run many at once)
+            groups.setdefault(leg.group, []).append(leg)
+        for legs in groups.values():
+            self._mix_group(legs, now, echo, silent)
+
+    def _mix_group(self, legs: list[Allocation], now: float, echo: bool, silent: bool) -> None:
+        frames = {a: a.last_frame if a.last_frame is not None and now - a.last_at <= FRESH else None
+                  for a in legs}
         mixes = mix_n_minus_1(frames, include_self=echo, silent=silent)
         for allocation in legs:
             allocation.mix_out = encode(mixes[allocation], allocation.stream.sender.payload_type)

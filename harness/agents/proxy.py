@@ -12,9 +12,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from harness.agents.badrequest import bad_request
+from harness.agents.validate import check_proxy
 from harness.agents.wire import to_wire
-from harness.net.udp import Addr, UdpSocket
-from harness.sip.errors import SipParseError
+from harness.net.tcp import TcpSocket
+from harness.net.udp import Addr, UdpSocket, frame_datagram
+from harness.sip.errors import SipError
 from harness.sip.headers import NameAddr, SipUri, Via, split_commas
 from harness.sip.ids import MAGIC_COOKIE
 from harness.sip.message import Header, SipMessage
@@ -37,20 +40,26 @@ class Forwarded:
 class Proxy:
     """P-CSCF or S-CSCF: Max-Forwards, loose routing, Record-Route, one Via, forward."""
 
-    def __init__(self, role: str, ip: str, port: int = 5060, faults: frozenset[str] = frozenset()) -> None:
+    def __init__(self, role: str, ip: str, port: int = 5060, faults: frozenset[str] = frozenset(),
+                 transport: str = "udp") -> None:
         self.role = role
         self.ip = ip
         self.port = port
         self.faults = faults
+        self.transport = transport.lower()  # one transport in and out (no RFC 5658 double Record-Route)
         self.log: list[Forwarded] = []
-        self._sock: UdpSocket | None = None
+        # RFC 3325 §5: assert the identity of initial requests that arrive unasserted (a SUT profile's
+        # [ims] p_asserted_identity); the UEs' first hop is the one that sees them so.
+        self.assert_identity = False
+        self._sock: UdpSocket | TcpSocket | None = None
 
     @property
     def decrements_max_forwards(self) -> bool:
         return not (self.role == "S-CSCF" and "scscf-no-max-forwards-decrement" in self.faults)
 
     async def start(self) -> None:
-        self._sock = await UdpSocket.bind(self.ip, self.port, self._datagram)
+        bind = TcpSocket.bind if self.transport == "tcp" else UdpSocket.bind
+        self._sock = await bind(self.ip, self.port, self._datagram)
 
     async def stop(self) -> None:
         if self._sock is not None:
@@ -63,10 +72,13 @@ class Proxy:
         if not data.strip():
             return  # keep-alive CRLF
         try:
-            msg = SipMessage.parse(data)
+            msg = SipMessage.parse(frame_datagram(data))
             out = self.route_request(msg, addr) if msg.is_request else self.route_response(msg)
-        except (SipParseError, ValueError) as exc:
+        except (SipError, ValueError) as exc:
             self._note("drop", f"{exc}", None)
+            answer = bad_request(data, str(exc), addr)  # §16.3: 400 when the request names its Vias etc.
+            if answer is not None and self._sock is not None:
+                self._sock.sendto(*answer)
             return
         if out is not None and self._sock is not None:
             message, target = out
@@ -82,6 +94,9 @@ class Proxy:
         msg = msg.copy()
         self._mark_received(msg, source)
         assert msg.method is not None and msg.uri is not None
+        problem = check_proxy(msg)  # §16.3: scheme, single-value fields, Proxy-Require
+        if problem is not None and msg.method != "ACK":
+            return self._reply(msg, problem[0], problem[1], problem[2])
         # §16.3 step 3 / §16.6 step 3: Max-Forwards.
         max_forwards = msg.get("Max-Forwards")
         if max_forwards is not None:
@@ -103,17 +118,41 @@ class Proxy:
             routes = routes[1:]
         # §16.6 step 4: Record-Route on dialog-creating requests, so in-dialog requests come back here.
         if msg.to_tag is None and (msg.method in DIALOG_CREATING or msg.method == "REFER"):
-            msg.add("Record-Route", f"<sip:{self.ip};lr>" if self.port == 5060
-                    else f"<sip:{self.ip}:{self.port};lr>", first=True)
+            msg.add("Record-Route", f"<{self.uri};lr>", first=True)
+        if self.assert_identity and msg.to_tag is None and msg.method not in ("ACK", "CANCEL"):
+            self._assert_identity(msg)
+        if not routes and self._is_me(f"<{msg.uri}>"):
+            # §16.4-16.5: addressed to the proxy itself; forwarding would loop back here.
+            if msg.method == "ACK":
+                return None
+            return self._reply(msg, 200, "OK") if msg.method == "OPTIONS" else self._reply(msg, 404, "Not Found")
         # §16.6 steps 6-7: next hop from the top Route, else the Request-URI.
-        target_uri = NameAddr.parse(routes[0]).uri if routes else SipUri.parse(msg.uri)
+        target_uri = NameAddr.parse(routes[0] if routes else f"<{msg.uri}>").uri  # any scheme: 416 below
         if not isinstance(target_uri, SipUri):
             return self._reply(msg, 416, "Unsupported URI Scheme")
         target = self._resolve(target_uri)
         # §16.6 step 8 / §16.11: our Via, branch derived from the incoming top branch.
-        msg.add("Via", f"SIP/2.0/UDP {self.ip}:{self.port};branch={self.branch_for(msg)}", first=True)
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        msg.add("Via", f"SIP/2.0/{self.transport.upper()} {host}:{self.port};branch={self.branch_for(msg)}",
+                first=True)
         self._note("request", f"{msg.method} {msg.uri}", target)
         return msg, target
+
+    @property
+    def uri(self) -> str:
+        """This proxy's SIP URI (what it puts in Record-Route), `;transport=tcp` on TCP."""
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        hostport = host if self.port == 5060 else f"{host}:{self.port}"
+        return f"sip:{hostport}" + (";transport=tcp" if self.transport == "tcp" else "")
+
+    @staticmethod
+    def _assert_identity(msg: SipMessage) -> None:
+        """P-Preferred-Identity becomes P-Asserted-Identity; with none, the From URI is asserted."""
+        if msg.get("P-Asserted-Identity") is not None:
+            return
+        preferred = msg.get("P-Preferred-Identity")
+        msg.remove("P-Preferred-Identity")
+        msg.add("P-Asserted-Identity", preferred or f"<{msg.from_addr.uri}>")
 
     def branch_for(self, msg: SipMessage) -> str:
         """§16.11: same for retransmissions, CANCEL and non-2xx ACK (same incoming branch), different
@@ -131,10 +170,11 @@ class Proxy:
         top = msg.top_via
         params = dict(top.params)
         changed = False
-        if top.host != source[0]:
+        if top.sent_by[0] != source[0]:
             params["received"] = source[0]
             changed = True
-        if "rport" in params and params["rport"] is None:
+        if self.transport == "tcp" or ("rport" in params and params["rport"] is None):
+            # On TCP the response must ride the connection the request came on (§18.2.2): its port.
             params["rport"] = str(source[1])
             params.setdefault("received", source[0])
             changed = True
@@ -151,10 +191,11 @@ class Proxy:
         maddr = uri.params.get("maddr")
         return (maddr or host, port)
 
-    def _reply(self, request: SipMessage, status: int, reason: str) -> tuple[SipMessage, Addr]:
+    def _reply(self, request: SipMessage, status: int, reason: str,
+               extra: list[tuple[str, str]] | None = None) -> tuple[SipMessage, Addr]:
         """A stateless response (§16.11: "MUST ... send the response statelessly")."""
         headers = [(h.name, h.value) for h in request.headers
-                   if h.canonical in ("Via", "From", "To", "Call-ID", "CSeq")]
+                   if h.canonical in ("Via", "From", "To", "Call-ID", "CSeq")] + (extra or [])
         response = SipMessage.response(status, reason, headers, content_length=True)
         self._note("reply", f"{status} to {request.method}", None)
         return response, self._via_target(request.top_via)

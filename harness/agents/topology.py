@@ -38,7 +38,15 @@ class Topology:
         return f"127.{self.subnet}.0.{HOST_OCTET[role]}"
 
     def sip_addr(self, role: str) -> tuple[str, int]:
-        return (self.ip(role), self.sip_port)
+        return (self.ip(role), self.port(role))
+
+    def port(self, role: str) -> int:
+        """The role's SIP port (one port for all here; a SUT profile may give each role its own)."""
+        return self.sip_port
+
+    def transport(self, role: str) -> str:
+        """"udp" or "tcp": what the role listens on and is reached by (UDP here; see harness/agents/sut.py)."""
+        return "udp"
 
     def user_uri(self, role: str) -> str:
         """The UE's AoR, also its contact (no registrar in the embedded topology)."""

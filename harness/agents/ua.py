@@ -8,18 +8,23 @@ port, asking the MRFP) is spawned as a tracked task so `stop()` can cancel it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from harness.agents.badrequest import bad_request
 from harness.agents.errors import FlowError, FlowTimeout, bounded
+from harness.agents.validate import check_uas
 from harness.agents.wire import through_layer
+from harness.net.tcp import SipTcpEndpoint
 from harness.net.udp import Addr, SipUdpEndpoint, UdpSocket, bind_rtp_pair
 from harness.sip.build import add_via, make_response
 from harness.sip.errors import SipError
+from harness.sip.fsm import ProtocolError
 from harness.sip.headers import NameAddr, SipUri
+from harness.sip.ids import new_tag
 from harness.sip.message import Header, SipMessage
+from harness.sip.timers import T1, T2
 from harness.sip.transaction import (
     MessageDropped,
     RequestReceived,
@@ -54,11 +59,16 @@ def _record_route_lines(request: SipMessage) -> list[str]:
 class SipAgent:
     """Base of UE and CS: transport, transactions, request futures, task tracking."""
 
+    allow = ALLOW  # what OPTIONS and 405 answers list
+    accept = frozenset({"application/sdp", "message/sipfrag"})  # bodies it reads (§8.2.3: else 415)
+
     def __init__(self, role: str, ip: str, port: int = 5060, faults: frozenset[str] = frozenset(),
-                 rtp_base_port: int = 20000) -> None:
+                 rtp_base_port: int = 20000, transport: str = "udp") -> None:
         self.role = role
         self.ip = ip
         self.port = port
+        self.transport = transport.lower()  # "udp" or "tcp": what this agent listens on and sends over
+        self.t1, self.t2 = T1, T2  # RFC 3261 timer base values; a SUT profile may change them before start()
         self.faults = faults
         self.endpoint: SipUdpEndpoint | None = None
         self.errors: list[str] = []
@@ -73,8 +83,9 @@ class SipAgent:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        core = TransactionLayer((self.ip, self.port))
-        self.endpoint = await SipUdpEndpoint.open(self.ip, self.port, core, self._on_event)
+        core = TransactionLayer((self.ip, self.port), transport=self.transport.upper(), t1=self.t1, t2=self.t2)
+        endpoint = SipTcpEndpoint if self.transport == "tcp" else SipUdpEndpoint
+        self.endpoint = await endpoint.open(self.ip, self.port, core, self._on_event)
 
     async def stop(self) -> None:
         tasks = list(self._tasks)
@@ -91,6 +102,14 @@ class SipAgent:
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
+
+    def die(self) -> None:
+        """Vanish like a killed process (fault tests): nothing more is answered or sent, the sockets
+        close so peers meet ICMP port unreachable; `stop()` still cleans up after the run."""
+        if self.endpoint is not None:
+            self.endpoint.close()
+        for sock in self._sockets:
+            sock.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.role} {name}")
@@ -136,23 +155,24 @@ class SipAgent:
 
     def _finish(self, msg: SipMessage) -> SipMessage:
         """Our Via on top (fresh branch, rport), Max-Forwards 70 under it, a correct Content-Length."""
-        add_via(msg, self.ip, self.port, rport=True)
+        add_via(msg, f"[{self.ip}]" if ":" in self.ip else self.ip, self.port, self.transport, rport=True)
         if msg.get("Max-Forwards") is None:
             msg.headers.insert(1, Header("Max-Forwards", "70"))
         msg.set("Content-Length", str(len(msg.body)))
         return through_layer(msg)
 
-    def send_request(self, msg: SipMessage) -> asyncio.Future[SipMessage]:
-        """Send a request (Via, Max-Forwards added here); returns the final response's future."""
+    def send_request(self, msg: SipMessage, to: Addr | None = None) -> asyncio.Future[SipMessage]:
+        """Send a request (Via, Max-Forwards added here) to `to`, else by Route/Request-URI; returns
+        the final response's future. `to` is an outbound proxy reached without a Route (REGISTER)."""
         wire = self._finish(msg)
         fut: asyncio.Future[SipMessage] = asyncio.get_running_loop().create_future()
-        key = self._endpoint().send_request(wire, next_hop(wire))
+        key = self._endpoint().send_request(wire, to or next_hop(wire))
         self._pending[key] = fut
         return fut
 
-    async def request(self, msg: SipMessage, timeout: float, what: str) -> SipMessage:
+    async def request(self, msg: SipMessage, timeout: float, what: str, to: Addr | None = None) -> SipMessage:
         """Send and await the final response (bounded)."""
-        return await bounded(self.send_request(msg), timeout, what)
+        return await bounded(self.send_request(msg, to), timeout, what)
 
     def send_ack(self, ack: SipMessage) -> None:
         """The ACK for a 2xx: its own branch (§13.2.2.4), remembered to answer 2xx retransmissions."""
@@ -187,6 +207,7 @@ class SipAgent:
             elif isinstance(event, MessageDropped):
                 self.dropped.append(event.reason)
                 log.info("%s dropped a message: %s", self.role, event.reason)
+                self._answer_refused(event)
         except Exception as exc:  # one bad message must not stop the agent
             self.errors.append(f"{type(event).__name__}: {type(exc).__name__}: {exc}")
             log.exception("%s failed on %s", self.role, type(event).__name__)
@@ -209,20 +230,44 @@ class SipAgent:
     def _request(self, event: RequestReceived) -> None:
         msg = event.message
         try:
+            problem = check_uas(msg, self.accept)  # §8.2: 416, 400, 420, 415, 406 before acting
+            if problem is not None:
+                status, reason, headers = problem
+                self.respond(msg, status, reason, to_tag=None if msg.to_tag else new_tag(), headers=headers)
+                return
+            if msg.method == "OPTIONS" and msg.to_tag is None:  # §11.2: capabilities, also for probes
+                self.respond(msg, 200, "OK", to_tag=new_tag(), headers=[("Allow", self.allow)])
+                return
             self.handle_request(msg, event)
         except (SipError, ValueError) as exc:
             self.errors.append(f"{msg.method}: {exc}")
             if msg.method != "ACK":
-                self._try_respond(msg, 400, "Bad Request")
+                self._try_respond(msg, 400, "Bad Request", event.addr)
         except Exception as exc:
             self.errors.append(f"{msg.method}: {type(exc).__name__}: {exc}")
             log.exception("%s failed handling %s", self.role, msg.method)
             if msg.method != "ACK":
                 self._try_respond(msg, 500, "Server Internal Error")
 
-    def _try_respond(self, msg: SipMessage, status: int, reason: str) -> None:
-        with contextlib.suppress(Exception):  # the transaction may already have a final response
+    def _answer_refused(self, event: MessageDropped) -> None:
+        """§8.2.2: 400 for a request the codec refused, when it still names Via/From/To/Call-ID/CSeq."""
+        send = getattr(self.endpoint, "send_raw", None)
+        if send is not None and event.reason.startswith(("unparseable", "malformed")):
+            answer = bad_request(event.data, event.reason.partition(": ")[2], event.addr)
+            if answer is not None:
+                send(*answer)
+
+    def _try_respond(self, msg: SipMessage, status: int, reason: str, addr: Addr | None = None) -> None:
+        try:
             self.respond(msg, status, reason)
+        except ProtocolError:
+            pass  # the transaction already has a final response
+        except Exception:
+            # A 400 the codec cannot build (its From or To does not parse): answer from the raw lines.
+            send = getattr(self.endpoint, "send_raw", None)
+            answer = bad_request(bytes(msg), reason, addr) if status == 400 and addr is not None else None
+            if send is not None and answer is not None:
+                send(*answer)
 
     # --- for subclasses ---------------------------------------------------------------------------
 

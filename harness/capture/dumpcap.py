@@ -69,19 +69,29 @@ def _has_interface_block(path: Path) -> bool:
     return False
 
 
+def _status(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"status {returncode}"
+
+
 class Capture:
     """A running dumpcap writing pcapng to ``path``; use as a context manager or start()/stop()."""
 
     def __init__(self, path: Path | str, interface: str = "lo", bpf: str | None = None,
                  ready_timeout: float = READY_TIMEOUT, stop_timeout: float = STOP_TIMEOUT,
-                 settle_time: float = SETTLE) -> None:
+                 settle_time: float = SETTLE, netns: str | None = None) -> None:
         self.path = Path(path)
+        # Capture inside a network namespace (e.g. a Testbed's bridge). `ip netns exec` execs dumpcap
+        # in place, so the PID we stop is still dumpcap's own.
+        self.netns = netns
         self.settle_time = settle_time
         self.interface = interface
         self.bpf = bpf
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        self.failure: str | None = None  # set by stop() when dumpcap had already exited on its own
         self._stderr: tempfile._TemporaryFileWrapper[bytes] | None = None
 
     @property
@@ -92,7 +102,7 @@ class Capture:
         cmd = ["dumpcap", "-i", self.interface, "-w", str(self.path), "-q"]
         if self.bpf:
             cmd[3:3] = ["-f", self.bpf]
-        return cmd
+        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
 
     def start(self) -> Capture:
         """Start dumpcap and block until it writes packets to the file (bounded by ready_timeout)."""
@@ -140,7 +150,10 @@ class Capture:
         if proc is None:
             return None
         try:
-            if proc.poll() is None and self.settle_time > 0:
+            if proc.poll() is not None:  # died before we asked: killed, disk full, interface gone
+                self.failure = (f"dumpcap exited during the capture ({_status(proc.returncode)}): "
+                                f"{self.stderr_text() or 'no message'}; the capture holds what was written before")
+            elif self.settle_time > 0:
                 settle(self.settle_time)
             return terminate(proc, self.stop_timeout)
         finally:

@@ -1,15 +1,42 @@
 """asyncio UDP: a plain datagram socket (RTP, the stateless proxy) and a SIP endpoint that drives
 a sans-IO TransactionLayer (aioquic shape: receive/handle_timer in, datagrams_to_send/next_event out,
 ONE `call_at` re-armed for `get_timer()`).
+
+Where a socket is created is not the agents' business: `UdpSocket.bind` takes an explicit `sock=`,
+else asks the binder in `BINDER` (a context variable, so concurrent runs in one process do not
+share it) for a socket bound to (ip, port). That is how a run places agents in network namespaces
+or hands them sockets reserved earlier, without the agents knowing (harness/agents/placement.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, Protocol, cast
 
 Addr = tuple[str, int]
+# (ip, port) -> a non-blocking UDP socket bound there, or None to let asyncio bind one here.
+Binder = Callable[[str, int], "socket.socket | None"]
+BINDER: ContextVar[Binder | None] = ContextVar("harness_udp_binder", default=None)
+
+
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
+
+
+def frame_datagram(data: bytes) -> bytes:
+    """RFC 3261 §18.3: octets after the body that Content-Length delimits are discarded on UDP.
+    Without exactly one readable Content-Length the datagram is left for the codec to judge."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data
+    found = _CONTENT_LENGTH.findall(data[:end])
+    if len(found) != 1:
+        return data
+    stop = end + 4 + int(found[0])
+    return data[:stop] if stop < len(data) else data
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -37,11 +64,15 @@ class UdpSocket:
         self.local: Addr = transport.get_extra_info("sockname")[:2]
 
     @classmethod
-    async def bind(cls, ip: str, port: int,
-                   on_datagram: Callable[[bytes, Addr], None] | None = None) -> UdpSocket:
+    async def bind(cls, ip: str, port: int, on_datagram: Callable[[bytes, Addr], None] | None = None,
+                   sock: socket.socket | None = None) -> UdpSocket:
+        """Bind (ip, port); `sock` (already bound) or the context's binder may provide the socket."""
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(on_datagram), local_addr=(ip, port))
+        binder = BINDER.get()
+        if sock is None and binder is not None:
+            sock = binder(ip, port)
+        where: dict[str, Any] = {"sock": sock} if sock is not None else {"local_addr": (ip, port)}
+        transport, protocol = await loop.create_datagram_endpoint(lambda: _Datagrams(on_datagram), **where)
         return cls(transport, protocol)
 
     def set_receiver(self, on_datagram: Callable[[bytes, Addr], None] | None) -> None:
@@ -106,9 +137,10 @@ class SipUdpEndpoint:
 
     @classmethod
     async def open(cls, ip: str, port: int, core: TransactionCore,
-                   on_event: Callable[[Any], None] | None = None) -> SipUdpEndpoint:
+                   on_event: Callable[[Any], None] | None = None,
+                   sock: socket.socket | None = None) -> SipUdpEndpoint:
         endpoint = cls(core, on_event)
-        endpoint._socket = await UdpSocket.bind(ip, port, endpoint._datagram_received)
+        endpoint._socket = await UdpSocket.bind(ip, port, endpoint._datagram_received, sock)
         return endpoint
 
     @property
@@ -125,6 +157,11 @@ class SipUdpEndpoint:
         self.core.send_response(request, response, self._loop.time())
         self._transmit()
 
+    def send_raw(self, data: bytes, addr: Addr) -> None:
+        """A datagram outside any transaction (a stateless 400 for a request the core refused)."""
+        if self._socket is not None:
+            self._socket.sendto(data, addr)
+
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -133,7 +170,7 @@ class SipUdpEndpoint:
             self._socket.close()
 
     def _datagram_received(self, data: bytes, addr: Addr) -> None:
-        self.core.receive(data, addr, self._loop.time())
+        self.core.receive(frame_datagram(data), addr, self._loop.time())
         self._transmit()
 
     def _handle_timer(self) -> None:

@@ -17,23 +17,18 @@ By hand (until Ctrl-C)::
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
-import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from harness.capture.dumpcap import ToolMissing
-from harness.procs import terminate
-from harness.sip.message import SipMessage
+from harness.peers.probe import hostport
+from harness.peers.process import PeerError, PeerProcess, loopback
 
 __all__ = [
     "CONFIG_DIR",
@@ -49,13 +44,12 @@ __all__ = [
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "peers" / "kamailio"
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-PROBE_INTERVAL = 0.2
 ALGORITHMS = ("MD5", "SHA-256")  # what the auth module of Kamailio 5.6 accepts for `algorithm`
 _PLACEHOLDER_RE = re.compile(r"%%([A-Z_]+)%%")
 _USERNAME_RE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=-]+")  # RFC 3261 §25.1 user unreserved/escaped-free
 
 
-class KamailioError(RuntimeError):
+class KamailioError(PeerError):
     """Kamailio did not start, did not answer, or died; the message ends with its log tail."""
 
 
@@ -66,21 +60,6 @@ def require_kamailio() -> str:
     if path is None:
         raise ToolMissing("kamailio not found: apt-get install -y kamailio")
     return path
-
-
-def _loopback(host: str) -> str:
-    """Kamailio is only ever bound to loopback here (the harness targets nothing else)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise ValueError(f"{host!r} is not an IP address") from exc
-    if not ip.is_loopback:
-        raise ValueError(f"{host} is not a loopback address; Kamailio is only started on 127.0.0.0/8 or ::1")
-    return str(ip)
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _cfg_string(text: str, what: str) -> str:
@@ -99,51 +78,15 @@ def render(template: Path, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], text)
 
 
-@dataclass(frozen=True)
-class _Probe:
-    """One OPTIONS round trip to the proxy itself; returns the status line or None."""
-
-    host: str
-    port: int
-
-    def status(self, timeout: float) -> int | None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.bind((self.host, 0))
-            sock.settimeout(timeout)
-            local = sock.getsockname()
-            call_id = f"probe-{secrets.token_hex(6)}"
-            uri = f"sip:{_hostport(self.host, self.port)}"
-            request = SipMessage.request("OPTIONS", uri, [
-                ("Via", f"SIP/2.0/UDP {_hostport(local[0], local[1])};rport;branch=z9hG4bK{secrets.token_hex(6)}"),
-                ("Max-Forwards", "70"),
-                ("From", f"<sip:probe@{_hostport(local[0], local[1])}>;tag={secrets.token_hex(4)}"),
-                ("To", f"<{uri}>"),
-                ("Call-ID", call_id),
-                ("CSeq", "1 OPTIONS"),
-            ], content_length=True)
-            sock.sendto(bytes(request), (self.host, self.port))
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                try:
-                    data, _ = sock.recvfrom(65535)
-                except (TimeoutError, ConnectionRefusedError):
-                    return None
-                try:
-                    reply = SipMessage.parse(data)
-                except ValueError:
-                    continue
-                if reply.call_id == call_id and reply.status is not None and reply.status >= 200:
-                    return reply.status
-        return None
-
-
-class KamailioInstance:
+class KamailioInstance(PeerProcess):
     """One Kamailio process from a template; a context manager that starts, probes and stops it.
 
-    Files in `log_dir`: NAME.cfg (rendered config), NAME.log (stderr+stdout), NAME.pid, NAME.run/
-    (working and runtime directory)."""
+    Ready once it answers OPTIONS with 200 (the configs answer such probes). Files in `log_dir`:
+    NAME.cfg (rendered config), NAME.log (stderr+stdout), NAME.pid, NAME.run/ (working and runtime
+    directory)."""
+
+    error = KamailioError
+    ready_status = 200
 
     def __init__(
         self,
@@ -163,27 +106,16 @@ class KamailioInstance:
             raise ValueError(f"instance name {name!r} must be a plain file name")
         if shm_mb < 64:
             raise ValueError("shm_mb below 64 MB runs out under load (see notes-peers.md)")
-        self.name = name
         self.template = Path(template)
         self.values = dict(values)
-        self.host = _loopback(host)
-        self.port = port
         self.log_dir = Path(log_dir)
         self.shm_mb = shm_mb
         self.pkg_mb = pkg_mb
-        self.ready_timeout = ready_timeout
-        self.stop_timeout = stop_timeout
         self.cfg_path = self.log_dir / f"{name}.cfg"
-        self.log_path = self.log_dir / f"{name}.log"
         self.pid_path = self.log_dir / f"{name}.pid"
         self.run_dir = self.log_dir / f"{name}.run"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    # --- lifecycle -----------------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        super().__init__(name, [], loopback(host), port, self.log_dir / f"{name}.log",
+                         ready_timeout=ready_timeout, stop_timeout=stop_timeout)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -194,80 +126,40 @@ class KamailioInstance:
                 "-m", str(self.shm_mb), "-M", str(self.pkg_mb), "-w", str(self.run_dir), "-Y", str(self.run_dir)]
 
     def start(self) -> KamailioInstance:
-        if self._proc is not None:
-            raise KamailioError(f"{self.name} is already running (pid {self._proc.pid})")
+        """Render the config next to the log, then run Kamailio in the foreground (`-DD -E`)."""
+        if self.running():
+            raise KamailioError(f"{self.name} is already running (pid {self.pid})")
         binary = require_kamailio()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cfg_path.write_text(render(self.template, self.values))
         self.pid_path.unlink(missing_ok=True)
-        with self.log_path.open("ab") as log:
-            log.write(f"=== {' '.join(self.command(binary))}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(self.command(binary), stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        self.argv = self.command(binary)
+        super().start()
         return self
 
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        probe = _Probe(self.host, self.port)
-        deadline = time.monotonic() + self.ready_timeout
-        last: int | None = None
-        while time.monotonic() < deadline:
-            code = self._proc.poll()
-            if code is not None:
-                raise KamailioError(f"{self.name} exited with status {code} while starting "
-                                    f"(config {self.cfg_path}){self._tail_text()}")
-            last = probe.status(min(PROBE_INTERVAL * 2, max(deadline - time.monotonic(), 0.01)))
-            if last == 200:
-                return
-            time.sleep(PROBE_INTERVAL)
-        seen = f"last answer {last}" if last is not None else "no answer"
-        raise KamailioError(f"{self.name} did not answer OPTIONS on udp {_hostport(self.host, self.port)} "
-                            f"within {self.ready_timeout:g} s ({seen}){self._tail_text()}")
-
-    def stop(self) -> int | None:
-        """SIGTERM to the PID, SIGKILL to its process group after `stop_timeout`; returns the exit status."""
-        proc, self._proc = self._proc, None
-        return None if proc is None else terminate(proc, self.stop_timeout, group=True)
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def _tail_text(self) -> str:
-        tail = self.log_tail()
-        return f"\n--- last lines of {self.log_path} ---\n{tail}" if tail else f" (no log at {self.log_path})"
-
-    def __enter__(self) -> KamailioInstance:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        return f" (config {self.cfg_path}){super()._tail_text()}"
 
 
 # --- the two roles -------------------------------------------------------------------------------
 
 
 def _listen(host: str, port: int) -> str:
-    where = _hostport(host, port)
-    return f"listen=udp:{where}\nlisten=tcp:{where}"
+    """Listen on UDP and TCP; TCP connections it opens leave from the same address (by default the
+    kernel would pick 127.0.0.1, and the capture would show the proxy at an address not its own)."""
+    where = hostport(host, port)
+    source = f"tcp_source_ipv6={host}" if ":" in host else f"tcp_source_ipv4={host}"
+    return f"listen=udp:{where}\nlisten=tcp:{where}\n{source}"
+
+
+def _defines(assert_identity: bool) -> str:
+    return "#!define ASSERT_IDENTITY" if assert_identity else ""
 
 
 def scscf(host: str, port: int, log_dir: Path | str, *, realm: str, users: Mapping[str, str],
-          algorithm: str = "MD5", children: int = 2, **kwargs: object) -> KamailioInstance:
+          algorithm: str = "MD5", children: int = 2, assert_identity: bool = False,
+          **kwargs: object) -> KamailioInstance:
     """The S-CSCF: registrar with digest auth (`users`: username -> password) and stateful proxy."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"Kamailio 5.6 digest algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
@@ -282,21 +174,23 @@ def scscf(host: str, port: int, log_dir: Path | str, *, realm: str, users: Mappi
         "ALGORITHM": algorithm,
         "USERS": "\n".join(lines) or "\t# no users: every REGISTER is challenged",
         "CHILDREN": str(children),
+        "DEFINES": _defines(assert_identity),
     }
     return KamailioInstance("s-cscf", CONFIG_DIR / "scscf.cfg", values, host, port, log_dir, **kwargs)  # type: ignore[arg-type]
 
 
 def pcscf(host: str, port: int, log_dir: Path | str, *, scscf_addr: tuple[str, int], transport: str = "udp",
-          children: int = 2, **kwargs: object) -> KamailioInstance:
+          children: int = 2, assert_identity: bool = False, **kwargs: object) -> KamailioInstance:
     """The P-CSCF: stateful proxy sending UE-originated requests to the S-CSCF over `transport`."""
     if transport not in ("udp", "tcp"):
         raise ValueError(f"transport must be udp or tcp, not {transport!r}")
-    s_host, s_port = _loopback(scscf_addr[0]), scscf_addr[1]
+    s_host, s_port = loopback(scscf_addr[0]), scscf_addr[1]
     values = {
         "LISTEN": _listen(host, port),
         "SCSCF_IP": s_host,
-        "SCSCF_URI": f"sip:{_hostport(s_host, s_port)};transport={transport}",
+        "SCSCF_URI": f"sip:{hostport(s_host, s_port)};transport={transport}",
         "CHILDREN": str(children),
+        "DEFINES": _defines(assert_identity),
     }
     return KamailioInstance("p-cscf", CONFIG_DIR / "pcscf.cfg", values, host, port, log_dir, **kwargs)  # type: ignore[arg-type]
 
@@ -306,11 +200,11 @@ class ImsCore:
 
     def __init__(self, log_dir: Path | str, *, pcscf_addr: tuple[str, int], scscf_addr: tuple[str, int],
                  realm: str, users: Mapping[str, str], algorithm: str = "MD5", transport: str = "udp",
-                 ready_timeout: float = READY_TIMEOUT) -> None:
+                 ready_timeout: float = READY_TIMEOUT, assert_identity: bool = False) -> None:
         self.scscf = scscf(*scscf_addr, log_dir, realm=realm, users=users, algorithm=algorithm,
-                           ready_timeout=ready_timeout)
+                           ready_timeout=ready_timeout, assert_identity=assert_identity)
         self.pcscf = pcscf(*pcscf_addr, log_dir, scscf_addr=scscf_addr, transport=transport,
-                           ready_timeout=ready_timeout)
+                           ready_timeout=ready_timeout, assert_identity=assert_identity)
         self.realm = realm
         self.transport = transport
 
@@ -328,7 +222,8 @@ class ImsCore:
                  if u.username is not None and u.password is not None}
         return cls(log_dir, pcscf_addr=(p.host, p.port), scscf_addr=(s.host, s.port),
                    realm=profile.domain.home or "ims.test", users=users,
-                   algorithm=profile.registration.algorithm, transport=s.transport)
+                   algorithm=profile.registration.algorithm, transport=s.transport,
+                   assert_identity=profile.ims.p_asserted_identity)
 
     def start(self) -> ImsCore:
         self.scscf.start()
@@ -399,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with core:
             for inst in (core.pcscf, core.scscf):
-                print(f"{inst.name}: pid {inst.pid}, udp+tcp {_hostport(*inst.address)}, log {inst.log_path}")
+                print(f"{inst.name}: pid {inst.pid}, udp+tcp {hostport(*inst.address)}, log {inst.log_path}")
             print(f"realm {core.realm}, P-CSCF -> S-CSCF over {core.transport}; Ctrl-C stops both", flush=True)
             while not stop and core.pcscf.running() and core.scscf.running():
                 time.sleep(0.5)

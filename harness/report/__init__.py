@@ -2,6 +2,6 @@
 
 from harness.report.json import render_json
 from harness.report.ladder import render_ladder
-from harness.report.table import render_table, step_reason
+from harness.report.table import render_capture, render_table, step_reason
 
-__all__ = ["render_json", "render_ladder", "render_table", "step_reason"]
+__all__ = ["render_capture", "render_json", "render_ladder", "render_table", "step_reason"]

@@ -28,7 +28,7 @@ def _summary(m: WireMessage) -> str:
             frag = m.sipfrag_lines[0] if m.sipfrag_lines else ""
             text += f" {state or m.get('Subscription-State') or '-'} [{frag}]"
     else:
-        text = f"{m.status} {m.msg.reason} {cseq}"
+        text = f"{m.status} {m.reason} {cseq}"
         contact = m.get("Contact")
         if contact and "isfocus" in contact:
             text += f" Contact: {contact}"
@@ -40,6 +40,8 @@ def _summary(m: WireMessage) -> str:
 
 def render_ladder(analysis: Analysis, width: int = 8) -> str:
     ev = analysis.evidence
+    if ev is None:
+        return f"{analysis.result.flow} ladder: {analysis.result.capture}: no steps bound ({analysis.result.verdict})\n"
     step_of: dict[int, str] = {}
     for step in analysis.flow.steps:
         for lg in ev.step_logicals(step):

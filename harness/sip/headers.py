@@ -427,6 +427,7 @@ class NameAddr:
             # RFC 3261 §20: "If the URI is not enclosed in angle brackets, any semicolon-delimited
             # parameters are header-parameters, not URI parameters."
             uri_text, semi, rest = s.partition(";")
+            uri_text = uri_text.rstrip(" \t\r\n")  # SEMI = SWS ";" SWS (§25.1): space may precede it
             rest, bracketed = semi + rest, False
         if rest.strip() and not rest.strip().startswith(";"):
             raise SipParseError(f"unexpected {rest.strip()!r} after the URI in {text!r}")

@@ -227,8 +227,10 @@ class ReferSubscriber:
             raise SubscriptionError(f"NOTIFY body is {msg.content_type!r}, not {SIPFRAG_TYPE} (RFC 3515 §2.4.5)",
                                     status=415)
         line, crlf, _ = msg.body.partition(b"\r\n")
-        if not crlf and self.strict:
-            raise SubscriptionError(f"sipfrag {msg.body[:60]!r} has no CRLF after the status line (RFC 3420)")
+        if not crlf:
+            if self.strict:
+                raise SubscriptionError(f"sipfrag {msg.body[:60]!r} has no CRLF after the status line (RFC 3420)")
+            line = msg.body.split(b"\n", 1)[0]  # lenient: a bare LF ends the line too (baresip 1.0)
         try:
             version, code, phrase = parse_status_line(line.decode("utf-8"))
         except (UnicodeDecodeError, SipError) as exc:

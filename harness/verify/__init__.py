@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from harness.flows.step import Flow
 from harness.verify.errors import BadInput
-from harness.verify.verdict import CheckResult, FlowResult, StepResult
+from harness.verify.verdict import CaptureResult, CheckResult, FlowResult, StepResult
 
 if TYPE_CHECKING:
-    from harness.verify.engine import Analysis
+    from harness.verify.engine import Analysis, CaptureAnalysis
 
 
 def _flow(name: str) -> Flow:
@@ -22,21 +22,25 @@ def _flow(name: str) -> Flow:
 
 
 def analyse_capture(path: str | Path, flow: str = "A.2.1", roles: dict[str, str] | list[str] | None = None,
-                    factory_uri: str | None = None) -> Analysis:
-    """Like verify_capture, but also returns the evidence (messages, roles, bindings) for the ladder."""
+                    factory_uri: str | None = None, evidence: bool = True) -> Analysis | CaptureAnalysis:
+    """Like verify_capture, but also returns the evidence (messages, roles, bindings) for the ladder;
+    a CaptureAnalysis (one Analysis per instance) when the capture holds several A.2.1 instances.
+    evidence=False drops the evidence of each instance (verdicts only, judged on every core)."""
     from harness.verify.engine import analyse
 
-    return analyse(path, _flow(flow), roles, factory_uri)
+    return analyse(path, _flow(flow), roles, factory_uri, evidence)
 
 
 def verify_capture(path: str | Path, flow: str = "A.2.1", roles: dict[str, str] | list[str] | None = None,
-                   factory_uri: str | None = None) -> FlowResult:
+                   factory_uri: str | None = None) -> FlowResult | CaptureResult:
     """Judge every step of `flow` on the capture at `path`.
 
     roles: {"UE-1": "HOST[:PORT]", ...} or ["UE-1=HOST[:PORT]", ...] to override inference.
-    Raises BadInput (one line) for an unreadable, empty or SIP-less capture or ambiguous roles.
+    Returns a FlowResult, or a CaptureResult (a FlowResult per instance and a summary) when the
+    capture holds several A.2.1 instances. Raises BadInput (one line) for an unreadable, empty or
+    SIP-less capture or ambiguous roles.
     """
-    return analyse_capture(path, flow, roles, factory_uri).result
+    return analyse_capture(path, flow, roles, factory_uri, evidence=False).result
 
 
-__all__ = ["BadInput", "CheckResult", "FlowResult", "StepResult", "analyse_capture", "verify_capture"]
+__all__ = ["BadInput", "CaptureResult", "CheckResult", "FlowResult", "StepResult", "analyse_capture", "verify_capture"]

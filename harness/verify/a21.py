@@ -10,29 +10,44 @@ precede the first NOTIFY.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from harness.flows.step import Step
 from harness.sip.errors import SipParseError
 from harness.sip.headers import EventHeader, NameAddr, SipUri, SubscriptionState, parse_status_line
 from harness.verify.model import Dialog, Exchange, Logical, Model
 from harness.verify.roles import Roles, has_isfocus, is_hold_offer, refer_to, same_target
-from harness.verify.wire import CaptureData, WireMessage
+from harness.verify.verdict import Verdict
+from harness.verify.wire import CaptureData, RtpPacket, WireMessage
 
 
 def event_of(m: WireMessage) -> EventHeader | None:
-    value = m.get("Event")
+    return _event(m.get("Event"))
+
+
+def sub_state(m: WireMessage) -> SubscriptionState | None:
+    return _sub_state(m.get("Subscription-State"))
+
+
+@lru_cache(maxsize=4096)
+def _event(value: str | None) -> EventHeader | None:
     try:
         return EventHeader.parse(value) if value is not None else None
     except SipParseError:
         return None
 
 
-def sub_state(m: WireMessage) -> SubscriptionState | None:
-    value = m.get("Subscription-State")
+@lru_cache(maxsize=4096)
+def _sub_state(value: str | None) -> SubscriptionState | None:
     try:
         return SubscriptionState.parse(value) if value is not None else None
     except SipParseError:
         return None
+
+
+def refer_sub_false(m: WireMessage) -> bool:
+    """RFC 4488: `Refer-Sub: false` in the 2xx to a REFER means there is no implicit subscription."""
+    return (m.get("Refer-Sub") or "").strip().lower() == "false"
 
 
 def sipfrag_status(m: WireMessage) -> int | None:
@@ -94,6 +109,7 @@ class Evidence:
     conf: Exchange | None = None
     branches: dict[str, Branch] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)
+    _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)   # per step, once bound
 
     # --- helpers used by the checks ---------------------------------------------------------
     def node(self, ep: str) -> str:
@@ -129,6 +145,12 @@ class Evidence:
 
     def subject(self, step: Step) -> tuple[Exchange | None, str]:
         """The exchange a step is about, or None and why it is absent."""
+        key = ("subject", step.id)
+        if key not in self._memo:
+            self._memo[key] = self._subject(step)
+        return self._memo[key]  # type: ignore[return-value]
+
+    def _subject(self, step: Step) -> tuple[Exchange | None, str]:
         branch = self.branches.get(step.branch or "")
         action = step.action
         if action == "call":
@@ -155,8 +177,57 @@ class Evidence:
             return branch.bye, branch.why.get("bye", f"no BYE in the UE-1/{branch.target} dialog")
         return None, f"unknown action {action}"
 
+    def absent_reason(self, step: Step) -> tuple[Verdict, str, list[int]] | None:
+        """When a step's message is absent because of what happened before (checklist §8c, §8g),
+        the verdict that absence deserves and why: "pass" when absence is the right behaviour,
+        "inconclusive" when the step can no longer happen. None: absence is not explained."""
+        branch = self.branches.get(step.branch or "")
+        if branch is None or branch.refer is None:
+            return None
+        refer, action, target = branch.refer, step.action, branch.target
+        final = refer.final
+        if final is not None and not 200 <= (final.status or 0) < 300:
+            frames = [refer.request.origin.frame, final.origin.frame]
+            if action == "bye":
+                return ("pass", f"the REFER (frame {frames[0]}) was rejected with {final.status}: UE-1 keeping its "
+                        f"call with {target} is expected", frames)
+            return ("inconclusive", f"the REFER (frame {frames[0]}) was rejected with {final.status} "
+                    f"{final.origin.reason or ''}: no subscription and no join follow (REF-5 judges the rejection)",
+                    frames)
+        ok = refer.ok
+        if action in ("notify-trying", "notify-final") and ok is not None and refer_sub_false(ok.origin):
+            return ("pass", f"the 2xx to the REFER (frame {ok.origin.frame}) says Refer-Sub: false: no implicit "
+                    "subscription, so no NOTIFY is expected (RFC 4488 §4)", [ok.origin.frame])
+        status, notify = branch.final_status, branch.final_notify
+        if status is None or status < 300 or notify is None:
+            return None
+        frames = [notify.request.origin.frame]
+        if action == "bye":
+            return ("pass", f"the join failed ({target}'s final NOTIFY, frame {frames[0]}, reports {status}): UE-1 "
+                    f"keeping the held call with {target} is expected (RFC 5589 §6, checklist §8g)", frames)
+        if action in ("join", "join-answer", "media-alloc"):
+            return ("inconclusive", f"{target} reports {status} in its final NOTIFY (frame {frames[0]}) and sent no "
+                    "INVITE to the CS: the join was declined or failed before reaching the CS (checklist §8g)", frames)
+        return None
+
     def step_logicals(self, step: Step) -> list[Logical]:
         """The hop copies a step's G checks judge: its request and/or responses/ACK per step.messages."""
+        key = ("logicals", step.id)
+        if key not in self._memo:
+            self._memo[key] = self._step_logicals(step)
+        return list(self._memo[key])  # type: ignore[call-overload]
+
+    def rtp_to(self, dst: tuple[str, int]) -> list[RtpPacket]:
+        """RTP packets sent to an address, in time order (indexed once per instance)."""
+        index = self._memo.get(("rtp", ""))
+        if index is None:
+            built: dict[tuple[str, int], list[RtpPacket]] = {}
+            for p in self.data.rtp:
+                built.setdefault((p.dst, p.dport), []).append(p)
+            index = self._memo[("rtp", "")] = built
+        return index.get(dst, [])  # type: ignore[union-attr]
+
+    def _step_logicals(self, step: Step) -> list[Logical]:
         ex, _ = self.subject(step)
         if ex is None or not step.messages:
             return []
@@ -249,13 +320,17 @@ def _notifies(ev: Evidence, br: Branch) -> list[Exchange]:
                   if ev.node(e.request.sender) == node and ev.node(e.request.receiver) == ue1
                   and e.request.time >= refer.request.time]
 
+    # Several REFERs in one dialog are told apart by Event id (RFC 3515 §2.4.6); with a single one,
+    # a wrong id is still this subscription's NOTIFY and NOT-1 says what is wrong with it.
+    several = sum(1 for e in ev.model.requests("REFER") if e.request.call_id == refer.request.call_id) > 1
+
     def is_refer_event(e: Exchange) -> bool:
         event = event_of(e.request.origin)
         if event is None:
             return True  # a NOTIFY without Event is still this subscription's, and NOT-1 says so
         if event.package.lower() != "refer":
             return False
-        return event.id is None or event.id == str(refer.request.cseq_num)
+        return event.id is None or not several or event.id == str(refer.request.cseq_num)
     same_call = [e for e in candidates if e.request.call_id == refer.request.call_id and is_refer_event(e)]
     if same_call:
         return same_call

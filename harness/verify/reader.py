@@ -1,15 +1,26 @@
 """Read a capture through pyshark, once, streamed, asking tshark only for the fields we use.
 
-Why this shape (measured with pyshark 0.6 / tshark 4.0 on 20,000 RTP packets): PDML (pyshark's
-default) ~75 s, EK with whole protocols (`-J`) 3.6 s, EK restricted to named fields (`-e`) 2.1 s.
-pyshark's own EK packet builder needs nested protocol objects, which tshark does not produce with
-`-e`, so `FieldsCapture` keeps pyshark's process handling and stream reader and only swaps the
-per-line parser for a flat dict.
+Why this shape (tshark 4.0, pyshark 0.6): pyshark's default PDML is ~20x a plain `tshark -T fields`
+pass and its EK packet objects ~6x; even EK restricted to named fields costs tshark ~40% more than
+`-T fields` (JSON formatting), and Python three times as much to decode. Here pyshark builds the
+tshark command and owns the process (start, stderr, cleanup), tshark prints only the named fields
+(`-T fields -e ...`, one line per frame, several occurrences joined by RS 0x1e), and the output is
+drained by an event loop on its own thread while this thread decodes it in batches, so tshark never
+waits on Python and dissection and decoding run on two cores. pyshark's `-l` (flush per packet) is
+left out: it costs a write per frame.
+
+`-T fields` prints CR, LF and TAB inside a value as `\r`, `\n`, `\t` and leaves a backslash
+alone, so a literal backslash-r in SIP text would read as CR; SIP practically never carries one.
+
+Foreign captures: SIP is found by content on any port and over TCP with reassembly. tshark's SIP
+heuristics already claim unregistered ports; a frame that holds SIP text but went to another
+port's dissector (6000 is X11, 80 HTTP) marks its ports, and only then a second pass decodes those
+ports as SIP (`-d`). Trying heuristics first everywhere would cost every RTP frame ~40% more. RTP and
+RTCP are found by their heuristics. The SDP and sipfrag dissectors are off: bodies are parsed here from the bytes tshark
+hands over, which keeps every `a=` with its `m=` and every body with its message.
 
 The SIP text comes from `sip.Request-Line`/`sip.Status-Line` plus `sip.msg_hdr`, which holds every
-header in order and, in tshark 4.0, the body and anything after it in the same segment. tshark's
-SDP/sipfrag fields arrive as flat lists that lose which `a=` belongs to which `m=` (and which message,
-when a TCP segment carries two), so bodies are parsed here from the bytes tshark handed over.
+header in order and, in tshark 4.0, the body and anything after it in the same segment.
 """
 
 from __future__ import annotations
@@ -17,15 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import threading
 from collections import Counter
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyshark
 from pyshark.capture.capture import TSharkCrashException
-from pyshark.tshark.output_parser.tshark_ek import TsharkEkJsonParser
 from pyshark.tshark.tshark import get_tshark_version
 
 from harness.sip.errors import SipParseError
@@ -33,49 +43,57 @@ from harness.sip.message import SipMessage
 from harness.verify.errors import BadInput
 from harness.verify.wire import CaptureData, RtcpPacket, RtpPacket, WireMessage, frame_body
 
-DISPLAY_FILTER = "sip || rtp || rtcp"
+# The last clause keeps frames that carry SIP text but went to another port's dissector (SIP on
+# 6000 is X11 to tshark): their ports get a second, decode-as pass, only when there are any.
+DISPLAY_FILTER = 'sip || rtp || rtcp || (!tcp.reassembled_in && frame matches "SIP/2[.]0")'
 FIELDS = (
     "frame.number", "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
-    "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "icmp.type", "icmpv6.type",
+    "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "tcp.stream", "icmp.type", "icmpv6.type",
     "sip.Request-Line", "sip.Status-Line", "sip.msg_hdr",
     "rtp.ssrc", "rtp.p_type", "rtp.seq", "rtp.timestamp", "rtp.marker", "rtcp.pt",
 )
 PREFS = {"rtp.heuristic_rtp": "TRUE", "rtcp.heuristic_rtcp": "TRUE"}
-
-
-class _FlatEkParser(TsharkEkJsonParser):
-    """`-T ek -e ...` lines are flat: {"layers": {"frame_number": ["1"], ...}}."""
-
-    def _parse_single_packet(self, packet: bytes) -> dict[str, list[Any]]:
-        layers = json.loads(packet).get("layers", {})
-        return {k: v if isinstance(v, list) else [v] for k, v in layers.items()}
+DISABLED = ("sdp", "sipfrag")
+RS = "\x1e"                # joins several occurrences of a field (never in SIP text)
+CHUNK = 1 << 20            # bytes asked from tshark's stdout per read
+BUFFER = 1 << 25           # what the reader thread may hold before tshark has to wait
+START_TIMEOUT = 60.0       # seconds for tshark to start
+IDLE_TIMEOUT = 300.0       # seconds without any output before tshark counts as hung
+T = TypeVar("T")
 
 
 class FieldsCapture(pyshark.FileCapture):
-    """pyshark FileCapture in EK mode restricted to `fields`, yielding one flat dict per frame."""
+    """pyshark FileCapture printing only `fields` (`-T fields`); the process is read by `stream_frames`."""
 
     def __init__(self, path: str, fields: tuple[str, ...] = FIELDS, **kwargs: Any) -> None:
-        params: list[str] = []
+        params = ["-E", "separator=/t", "-E", "occurrence=a", "-E", f"aggregator={RS}", "-E", "quote=n"]
         for name in fields:
             params += ["-e", name]
+        for proto in DISABLED:
+            params += ["--disable-protocol", proto]
         super().__init__(path, use_ek=True, keep_packets=False, custom_parameters=params, **kwargs)
-
         self.failure: str | None = None
 
     def _get_tshark_version(self) -> Any:
         """pyshark runs `tshark -v` for every capture object (0.3 s each); once per process is enough."""
         return _tshark_version(self.tshark_path)
 
-    def _setup_tshark_output_parser(self) -> _FlatEkParser:
-        return _FlatEkParser()
+    async def _get_tshark_process(self, packet_count: int | None = None, stdin: Any = None) -> Any:
+        """pyshark's process, without `-l` and with a stream buffer large enough to never stall tshark."""
+        self._verify_capture_parameters()
+        parameters = [self._get_tshark_path(), "-n", "-T", "fields", *self.get_parameters(packet_count=packet_count)]
+        process = await asyncio.create_subprocess_exec(*parameters, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.PIPE, stdin=stdin, limit=BUFFER)
+        self._create_stderr_handling_task(process.stderr)
+        self._created_new_process(parameters, process)
+        return process
 
     async def _cleanup_subprocess(self, process: Any) -> None:
         """pyshark raises from its cleanup and then leaves the process listed (so close() and
         __del__ raise again); record the failure instead and always forget the process."""
         try:
             if self._eof_reached and process.returncode is None:
-                # Let tshark exit by itself: pyshark's kill() polls the pid and races asyncio's
-                # child watcher ("Unknown child process pid ..., will report returncode 255").
+                # Let tshark exit by itself: it has written everything, only its exit status is missing.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(process.wait(), 10)
             await super()._cleanup_subprocess(process)
@@ -90,22 +108,48 @@ def _tshark_version(tshark_path: str | None) -> Any:
     return get_tshark_version(tshark_path)
 
 
-def _last(fields: dict[str, list[Any]], name: str) -> str | None:
-    values = fields.get(name.replace(".", "_"))
-    return str(values[-1]) if values else None
-
-
-def _all(fields: dict[str, list[Any]], name: str) -> list[str]:
-    return [str(v) for v in fields.get(name.replace(".", "_"), []) if v is not None]
-
-
-def _int(text: str | None, default: int = 0) -> int:
-    if text is None:
-        return default
+def _call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
+    """Run `coro` on the reader thread's loop and wait for it, at most `timeout` seconds."""
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
     try:
-        return int(text, 0) if text.lower().startswith("0x") else int(text)
-    except ValueError:
-        return 1 if text.lower() == "true" else default
+        return future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+        raise BadInput(f"tshark gave no output for {timeout:.0f} s while {what}") from None
+
+
+def stream_frames(cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> Iterator[list[list[str]]]:
+    """Batches of frames (one value per field of FIELDS, "" when absent), as tshark writes them.
+
+    The loop runs on its own thread for the whole read, so the pipe is drained while the caller
+    works on the previous batch. tshark is stopped and reaped in `finally`, whatever happens.
+    """
+    thread = threading.Thread(target=loop.run_forever, name="tshark-reader", daemon=True)
+    thread.start()
+    process = None
+    try:
+        process = _call(loop, cap._get_tshark_process(), START_TIMEOUT, "starting")
+        rest = b""
+        while True:
+            chunk = _call(loop, process.stdout.read(CHUNK), IDLE_TIMEOUT, "reading")
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield [line.decode("utf-8", "surrogateescape").split("\t") for line in lines]
+        if rest.strip():
+            yield [rest.decode("utf-8", "surrogateescape").split("\t")]
+        cap._eof_reached = True
+    finally:
+        try:
+            if process is not None:
+                _call(loop, cap._cleanup_subprocess(process), 30, "stopping")
+            _call(loop, cap.close_async(), 30, "closing")
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(30)
+            if not thread.is_alive():
+                loop.close()
 
 
 def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> list[bytes]:
@@ -120,7 +164,7 @@ def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> 
         return []
     text = headers[0]
     candidates = list(dict.fromkeys(start_lines)) or [""]
-    if not stream or len(start_lines) <= 1:
+    if not stream or not start_lines:
         return [(candidates[0] + "\r\n" + text).encode("utf-8", "surrogateescape")]
     want = Counter(start_lines)
     best: list[bytes] = []
@@ -133,6 +177,8 @@ def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> 
                 msg, used = SipMessage.parse_stream(data)
             except SipParseError:
                 msg, used = None, 0
+            if msg is None and len(messages) >= len(start_lines):
+                break  # the head of the next PDU, which tshark shows again in a later frame
             if msg is None:
                 start, length, rest = frame_body(data)
                 used = start + min(length or rest, rest)
@@ -148,71 +194,115 @@ def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> 
     return best
 
 
-def _frame_messages(fields: dict[str, list[Any]], frame: int, time: float, where: dict[str, Any]) -> list[WireMessage]:
-    start_lines = _all(fields, "sip.Request-Line") + _all(fields, "sip.Status-Line")
-    raws = split_messages(start_lines, _all(fields, "sip.msg_hdr"), where["transport"] == "TCP")
-    return [WireMessage.from_bytes(raw, frame=frame, index=i, time=time, **where) for i, raw in enumerate(raws)]
+(F_NUMBER, F_TIME, F_IP_SRC, F_IP_DST, F_IP6_SRC, F_IP6_DST, F_UDP_SPORT, F_UDP_DPORT, F_TCP_SPORT, F_TCP_DPORT,
+ F_TCP_STREAM, F_ICMP, F_ICMP6, F_REQUEST, F_STATUS, F_HDR, F_SSRC, F_PT, F_SEQ, F_TS, F_MARKER, F_RTCP) = range(22)
 
 
-def _read(path: str) -> CaptureData:
-    data = CaptureData(path=path, messages=[], rtp=[], rtcp=[])
-    loop = asyncio.new_event_loop()  # our own loop: never a closed or foreign current loop
-    cap = FieldsCapture(path, display_filter=DISPLAY_FILTER, override_prefs=PREFS, eventloop=loop)
+def _unescape(text: str) -> str:
+    """Undo `-T fields` escaping of CR, LF and TAB."""
+    return text.replace("\\r", "\r").replace("\\n", "\n").replace("\\t", "\t") if "\\" in text else text
+
+
+def _last(value: str) -> str:
+    return value.rsplit(RS, 1)[-1] if RS in value else value
+
+
+def _int(text: str, default: int = 0) -> int:
+    if not text:
+        return default
     try:
-        for fields in cap:
-            _add_frame(data, fields)
-    finally:
+        return int(text, 16) if text[:2].lower() == "0x" else int(text)
+    except ValueError:
+        return 1 if text.lower() == "true" else default
+
+
+def _add_frame(data: CaptureData, row: list[str]) -> None:
+    """One frame: an RTP/RTCP packet or the SIP message(s) it carries (ICMP quotes are skipped)."""
+    if len(row) < len(FIELDS):
+        return  # not a frame line (tshark printed nothing for it)
+    data.frames += 1
+    if row[F_ICMP] or row[F_ICMP6]:
+        return  # an ICMP error quoting a packet is not a packet that was sent
+    if row[F_SSRC] and not row[F_HDR] and RS not in row[F_SSRC]:   # plain RTP, the bulk of a capture
         try:
-            cap.close()
-        finally:
-            loop.close()
+            data.rtp.append(RtpPacket(int(row[F_NUMBER]), float(row[F_TIME]), _last(row[F_IP_SRC] or row[F_IP6_SRC]),
+                                      int(row[F_UDP_SPORT]), _last(row[F_IP_DST] or row[F_IP6_DST]),
+                                      int(row[F_UDP_DPORT]), int(row[F_SSRC], 0), int(row[F_PT]), int(row[F_SEQ]),
+                                      int(row[F_TS]), row[F_MARKER] in ("1", "True")))
+            return
+        except ValueError:
+            pass  # odd values (RTP in a tunnel, over TCP): the careful path below
+    frame = _int(row[F_NUMBER])
+    time = float(row[F_TIME] or 0.0)
+    src = _last(row[F_IP_SRC]) or _last(row[F_IP6_SRC]) or "?"
+    dst = _last(row[F_IP_DST]) or _last(row[F_IP6_DST]) or "?"
+    if row[F_UDP_SPORT]:
+        transport, sport, dport = "UDP", _int(_last(row[F_UDP_SPORT])), _int(_last(row[F_UDP_DPORT]))
+    else:
+        transport, sport, dport = "TCP", _int(_last(row[F_TCP_SPORT])), _int(_last(row[F_TCP_DPORT]))
+    if row[F_HDR]:
+        if transport == "TCP":
+            data.sip_streams.add(_int(_last(row[F_TCP_STREAM]), -1))
+        start_lines = [_unescape(v) for f in (F_REQUEST, F_STATUS) if row[f] for v in row[f].split(RS)]
+        raws = split_messages(start_lines, [_unescape(v) for v in row[F_HDR].split(RS)], transport == "TCP")
+        for i, raw in enumerate(raws):
+            m = WireMessage.from_bytes(raw, frame=frame, index=i, time=time, src=src, sport=sport, dst=dst,
+                                       dport=dport, transport=transport)
+            m.prime()   # what grouping reads, computed while tshark still works on later frames
+            data.messages.append(m)
+    elif row[F_SSRC]:
+        data.rtp.append(RtpPacket(frame, time, src, sport, dst, dport, _int(_last(row[F_SSRC])),
+                                  _int(_last(row[F_PT])), _int(_last(row[F_SEQ])), _int(_last(row[F_TS])),
+                                  bool(_int(_last(row[F_MARKER])))))
+    elif row[F_RTCP]:
+        pt = row[F_RTCP].split(RS)[0]
+        data.rtcp.append(RtcpPacket(frame, time, src, sport, dst, dport, _int(pt) if pt else None))
+    else:
+        stream = _int(_last(row[F_TCP_STREAM]), -1) if transport == "TCP" else -1
+        data.suspects.add((transport, sport, dport, stream))
+
+
+def _pass(path: str, data: CaptureData, display_filter: str, decode_as: dict[str, str] | None = None) -> None:
+    loop = asyncio.new_event_loop()  # our own loop, driven by the reader thread
+    cap = FieldsCapture(path, display_filter=display_filter, override_prefs=PREFS, eventloop=loop,
+                        decode_as=decode_as)
+    for batch in stream_frames(cap, loop):
+        for row in batch:
+            _add_frame(data, row)
     if cap.failure:
         error = (cap._last_error_line or cap.failure).removeprefix("tshark: ")
         if "cut short" in error and (data.messages or data.rtp):
             data.notes.append(f"capture truncated ({error}); verified the frames before the cut")
         else:
             raise BadInput(f"{path}: {error}")
+
+
+def _read(path: str) -> CaptureData:
+    data = CaptureData(path=path, messages=[], rtp=[], rtcp=[])
+    _pass(path, data, DISPLAY_FILTER)
+    # SIP text in a UDP datagram, or in a TCP stream where nothing was decoded as SIP (the
+    # segments of a reassembled SIP message carry SIP text too): decode those ports as SIP.
+    ports = sorted({(t, p) for t, sp, dp, stream in data.suspects if stream not in data.sip_streams or t == "UDP"
+                    for p in (sp, dp)})
+    if ports:
+        # SIP on ports another dissector owns: decode exactly those ports as SIP, then replace
+        # whatever the first pass read on them.
+        decode = {f"{t.lower()}.port=={p}": "sip" for t, p in ports}
+        where = " || ".join(f"{t.lower()}.port=={p}" for t, p in ports)
+        second = CaptureData(path=path, messages=[], rtp=[], rtcp=[])
+        _pass(path, second, f"sip && ({where})", decode)
+        taken = {(m.frame, m.index) for m in second.messages}
+        data.messages = [m for m in data.messages if (m.frame, m.index) not in taken] + second.messages
+        data.notes.append(f"SIP found on ports other dissectors claim ({', '.join(f'{t}/{p}' for t, p in ports)}): "
+                          "decoded those ports as SIP")
+    data.suspects = set()
     return data
-
-
-def _add_frame(data: CaptureData, fields: dict[str, list[Any]]) -> None:
-    data.frames += 1
-    if fields.get("icmp_type") or fields.get("icmpv6_type"):
-        return  # an ICMP error quoting a packet is not a packet that was sent
-    frame = _int(_last(fields, "frame.number"))
-    time = float(_last(fields, "frame.time_epoch") or 0.0)
-    src = _last(fields, "ip.src") or _last(fields, "ipv6.src") or "?"
-    dst = _last(fields, "ip.dst") or _last(fields, "ipv6.dst") or "?"
-    if fields.get("udp_srcport"):
-        transport, sport, dport = "UDP", _last(fields, "udp.srcport"), _last(fields, "udp.dstport")
-    else:
-        transport, sport, dport = "TCP", _last(fields, "tcp.srcport"), _last(fields, "tcp.dstport")
-    where = {"src": src, "sport": _int(sport), "dst": dst, "dport": _int(dport), "transport": transport}
-    if fields.get("sip_msg_hdr"):
-        data.messages.extend(_frame_messages(fields, frame, time, where))
-    elif fields.get("rtp_ssrc"):
-        data.rtp.append(RtpPacket(frame, time, src, _int(sport), dst, _int(dport),
-                                  _int(_last(fields, "rtp.ssrc")), _int(_last(fields, "rtp.p_type")),
-                                  _int(_last(fields, "rtp.seq")), _int(_last(fields, "rtp.timestamp")),
-                                  bool(_int(_last(fields, "rtp.marker")))))
-    elif fields.get("rtcp_pt"):
-        data.rtcp.append(RtcpPacket(frame, time, src, _int(sport), dst, _int(dport),
-                                    _int(_all(fields, "rtcp.pt")[0]) if _all(fields, "rtcp.pt") else None))
-
-
-def _in_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def read_capture(path: str | Path) -> CaptureData:
     """All SIP messages (every hop copy) and RTP/RTCP packets of a pcap/pcapng file.
 
-    Raises BadInput for a missing, empty, non-capture or SIP-less file. pyshark runs its own event
-    loop, so inside a running loop the read happens on a worker thread.
+    Raises BadInput for a missing, empty, non-capture or SIP-less file.
     """
     path = str(path)
     p = Path(path)
@@ -220,23 +310,7 @@ def read_capture(path: str | Path) -> CaptureData:
         raise BadInput(f"{path}: no such file")
     if p.stat().st_size == 0:
         raise BadInput(f"{path}: empty file (0 bytes), not a capture")
-    if _in_loop():
-        box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                box["data"] = _read(path)
-            except BaseException as exc:  # handed back to the caller's thread
-                box["error"] = exc
-
-        worker = threading.Thread(target=work, name="verify-reader")
-        worker.start()
-        worker.join()
-        if "error" in box:
-            raise box["error"]
-        data: CaptureData = box["data"]
-    else:
-        data = _read(path)
+    data = _read(path)
     if not data.messages:
         what = "no SIP, RTP or RTCP packets" if data.frames == 0 else "no SIP messages"
         raise BadInput(f"{path}: capture holds {what}; nothing to verify")

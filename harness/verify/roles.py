@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from harness.sip.errors import SipParseError
 from harness.sip.headers import NameAddr, SipUri, uri_without
 from harness.verify.errors import BadInput
 from harness.verify.model import Exchange, Model, sent_by
+from harness.verify.wire import name_addr
 
 ROLES = ("UE-1", "UE-2", "UE-3", "CS", "MRFP", "P-CSCF", "S-CSCF")
 HOLD_DIRECTIONS = ("sendonly", "inactive")
@@ -39,6 +41,10 @@ class Nodes:
             if len(req.origin.vias) == 1 and declared is not None and declared != req.origin.src_ep:
                 # A UA sending from another port than its own (TCP, symmetric-less UDP) declares it in Via.
                 self.union(req.origin.src_ep, declared)
+            for a, b in zip(req.copies, req.copies[1:], strict=False):
+                own = sent_by(b, 0)
+                if len(b.vias) == len(a.vias) + 1 and own is not None and own != b.src_ep and own in self.parent:
+                    self.union(b.src_ep, own)   # a proxy forwarding from another port (a TCP client port)
             for rsp in ex.responses:
                 # Only responses made by the request's final recipient (not a proxy's 100 or 407):
                 # the UAS answers with the Vias it received; the UAC gets back just its own.
@@ -76,6 +82,7 @@ class Roles:
     notes: list[str] = field(default_factory=list)
     media: dict[str, str] = field(default_factory=dict)   # MRFP and similar media-only roles
     absent: set[str] = field(default_factory=set)          # given by the caller, not in the capture
+    _names: dict[str, str] = field(default_factory=dict, repr=False)   # role_of, once roles are final
 
     def node(self, role: str) -> str | None:
         return self.by_role.get(role)
@@ -87,6 +94,12 @@ class Roles:
     def role_of(self, ep: str) -> str:
         """The role of a SIP endpoint; for other addresses (RTP ports) the role owning that IP when
         only one does, else the address itself."""
+        name = self._names.get(ep)
+        if name is None:
+            name = self._names[ep] = self._role_of(ep)
+        return name
+
+    def _role_of(self, ep: str) -> str:
         if ep in self.nodes.parent:
             node = self.nodes.find(ep)
             for role, n in self.by_role.items():
@@ -119,7 +132,7 @@ def parse_role_overrides(items: Iterable[str] | dict[str, str] | None) -> dict[s
     return out
 
 
-def _split_addr(addr: str) -> tuple[str, str]:
+def split_addr(addr: str) -> tuple[str, str]:
     """"host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address -> (host as in endpoints, port or "")."""
     if addr.startswith("["):
         host, _, rest = addr.partition("]")
@@ -138,7 +151,7 @@ def _prefer_ends(model: Model, nodes: Nodes, candidates: set[str]) -> list[str]:
 
 
 def _resolve(nodes: Nodes, role: str, addr: str) -> str | None:
-    host, port = _split_addr(addr)
+    host, port = split_addr(addr)
     eps = [ep for ep in nodes.parent if ep.rsplit(":", 1)[0] == host and (not port or ep.rsplit(":", 1)[1] == port)]
     found = sorted({nodes.find(ep) for ep in eps})
     if not found and role == "UE-1":
@@ -168,14 +181,10 @@ def has_isfocus(value: NameAddr | None) -> bool:
 
 def refer_to(ex: Exchange) -> NameAddr | None:
     values = ex.request.origin.get_all("Refer-To")
-    if not values:
-        return None
-    try:
-        return NameAddr.parse(values[0])
-    except SipParseError:
-        return None
+    return name_addr(values[0]) if values else None
 
 
+@lru_cache(maxsize=1 << 12)
 def same_target(uri_text: str | None, target: NameAddr | None) -> bool:
     """Request-URI vs Refer-To URI, ignoring `method` and URI headers (RFC 3261 §19.1.5)."""
     if uri_text is None or target is None or not isinstance(target.uri, SipUri):

@@ -7,6 +7,7 @@ is `inconclusive` unless something else already failed.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ class StepResult:
     title: str
     checks: list[CheckResult]
     verdict: Verdict = "pass"
+    notes: list[str] = field(default_factory=list)   # e.g. retransmissions seen, why a step is absent
 
     def __post_init__(self) -> None:
         self.verdict = step_verdict(self.checks)
@@ -49,21 +51,34 @@ class StepResult:
         return [c for c in self.checks if c.verdict == "fail"]
 
     def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "verdict": self.verdict, "checks": [c.to_json() for c in self.checks]}
+        out: dict[str, Any] = {"step": self.step, "verdict": self.verdict, "checks": [c.to_json() for c in self.checks]}
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+def worst(verdicts: set[str]) -> Verdict:
+    return "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
 
 
 @dataclass
 class FlowResult:
+    """One A.2.1 instance. `different_flow` says why the capture is another scenario (checklist §8d)
+    instead of listing every step as missing; `instance` names the instance in a many-instance capture."""
+
     steps: list[StepResult]
     flow: str = "A.2.1"
     capture: str = ""
     roles: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     verdict: Verdict = "pass"
+    different_flow: str | None = None
+    instance: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        verdicts = {s.verdict for s in self.steps}
-        self.verdict = "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
+        self.verdict = worst({s.verdict for s in self.steps})
+        if self.different_flow and self.verdict == "pass":
+            self.verdict = "inconclusive"
 
     def step(self, step_id: str) -> StepResult:
         for s in self.steps:
@@ -72,5 +87,41 @@ class FlowResult:
         raise KeyError(step_id)
 
     def to_json(self) -> dict[str, Any]:
-        return {"flow": self.flow, "verdict": self.verdict, "steps": [s.to_json() for s in self.steps],
-                "capture": self.capture, "roles": dict(self.roles), "notes": list(self.notes)}
+        out: dict[str, Any] = {"flow": self.flow, "verdict": self.verdict, "steps": [s.to_json() for s in self.steps],
+                               "capture": self.capture, "roles": dict(self.roles), "notes": list(self.notes)}
+        if self.different_flow:
+            out["different_flow"] = self.different_flow
+        if self.instance is not None:
+            out["instance"] = dict(self.instance)
+        return out
+
+
+@dataclass
+class CaptureResult:
+    """Several A.2.1 instances in one capture: each judged on its own, plus a summary."""
+
+    instances: list[FlowResult]
+    capture: str = ""
+    notes: list[str] = field(default_factory=list)
+    flow: str = "A.2.1"
+
+    @property
+    def verdict(self) -> Verdict:
+        return worst({r.verdict for r in self.instances}) if self.instances else "inconclusive"
+
+    def summary(self) -> dict[str, Any]:
+        counts = Counter(r.verdict for r in self.instances)
+        failed: Counter[str] = Counter()
+        for r in self.instances:
+            for s in r.steps:
+                for c in s.checks:
+                    if c.verdict == "fail" and c.level == "MUST":
+                        failed[f"{s.step} {c.id}"] += 1
+        return {"flow": self.flow, "capture": self.capture, "verdict": self.verdict, "instances": len(self.instances),
+                "pass": counts["pass"], "fail": counts["fail"], "inconclusive": counts["inconclusive"],
+                "different_flow": sum(1 for r in self.instances if r.different_flow),
+                "failed_checks": dict(sorted(failed.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "notes": list(self.notes)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instances": [r.to_json() for r in self.instances], "summary": self.summary()}

@@ -12,8 +12,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "harness"
 # Order matters: a layer may import itself and anything to its left.
-LAYERS = ["procs", "sip", "profile", "rtp", "net", "agents", "flows", "capture", "peers", "verify", "report", "session",
-          "cli"]
+LAYERS = ["procs", "sip", "profile", "rtp", "net", "agents", "flows", "capture", "peers", "verify", "report", "stats",
+          "session", "sut_run", "load", "robustness", "cli"]
 # flows/*/steps.py is pure data that verify reads; verify must not reach the choreography.
 SANS_IO_FORBIDDEN = {"asyncio", "socket", "time", "subprocess", "threading", "selectors"}
 

@@ -119,6 +119,17 @@ CASES = [
     ("syntax", 'name = "x"\n[roles.UE-1]\nport = \n', "roles.UE-1.port", 3, ["TOML syntax error"]),
     ("syntax-duplicate", '[roles.UE-1]\nport = 1\nport = 2\n', "roles.UE-1.port", 3, ["TOML syntax error"]),
     ("syntax-table", 'name = "x"\n[roles.UE-1\n', "", 2, ["TOML syntax error"]),
+    ("registrar-is-an-agent", '[registration]\nregistrar = "S-CSCF"\n', "registration.registrar", 2,
+     ["harness agent", "no registrar"]),
+    ("tcp-cs-udp-factory", '[domain]\nconference_factory_uri = "sip:conference-factory@127.0.0.4"\n'
+     '[roles.CS]\ntransport = "tcp"\n', "domain.conference_factory_uri", 2, [";transport=tcp"]),
+    ("one-kamailio", '[roles.P-CSCF]\nmode = "external"\nhost = "127.0.0.11"\nlaunch = "kamailio"\n',
+     "roles.S-CSCF.launch", 4, ["together"]),
+    ("tel-not-tel", '[users.UE-1]\ntel = "sip:ue1@ims.test"\n', "users.UE-1.tel", 2, ["not a tel URI"]),
+    ("tel-external", '[roles.UE-2]\nmode = "external"\nhost = "127.0.0.2"\n[users.UE-2]\ntel = "tel:+1"\n',
+     "users.UE-2.tel", 5, ["external"]),
+    ("ims-unknown", '[ims]\npai = true\n', "ims.pai", 2, ["unknown key"]),
+    ("ims-not-bool", '[ims]\ngruu = "yes"\n', "ims.gruu", 2, ["true or false"]),
 ]
 
 

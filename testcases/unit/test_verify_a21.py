@@ -63,6 +63,22 @@ def test_allowed_variant_passes(results, name: str) -> None:
     assert results[name].verdict == "pass", _failing(results[name])
 
 
+def test_every_must_id_has_a_mutation_that_fails_it(results) -> None:
+    """The proof that each check can fail: every MUST-level id the verifier judges on the golden
+    capture is the expected failure of at least one mutation (run above)."""
+    judged = {c.id for s in results["golden"].steps for c in s.checks if c.level == "MUST"}
+    proven = {check for step, check in MUTATIONS.values() if step}
+    assert judged - proven == set()
+    assert len(judged) >= 30
+
+
+def test_failure_detail_says_expected_seen_and_frame(results) -> None:
+    for name in ("proxy-no-mf-decrement", "proxy-two-vias", "proxy-changes-callid", "bye-cseq-lower"):
+        step, check_id = MUTATIONS[name]
+        check = next(c for c in results[name].step(step).checks if c.id == check_id)
+        assert "frame" in check.detail and ("expected" in check.detail or "changed" in check.detail), check.detail
+
+
 def test_should_rows_warn_but_do_not_fail(results) -> None:
     warned = {name: {c.id for s in results[name].steps for c in s.checks if c.verdict == "warn"} - {"NOT-6"}
               for name in ("hold-c-zero", "refer-to-factory", "no-allow-events")}

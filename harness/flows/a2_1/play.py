@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from harness.agents.errors import FlowError, bounded
@@ -96,9 +96,10 @@ class SteadyPhase:
     """The conference's steady state before the BYEs: once every branch has arrived (or given up),
     hold `seconds` of media once, then release all of them."""
 
-    def __init__(self, branches: set[str], seconds: float) -> None:
+    def __init__(self, branches: set[str], seconds: float, slack: float = STEADY_SLACK) -> None:
         self.waiting = set(branches)
         self.seconds = seconds
+        self.slack = slack
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -113,7 +114,7 @@ class SteadyPhase:
 
     async def arrive(self, branch: str | None) -> None:
         self.leave(branch)
-        await bounded(self.done.wait(), self.seconds + STEADY_SLACK,
+        await bounded(self.done.wait(), self.seconds + self.slack,
                       f"branch {branch} waited for the other branches to reach the conference")
 
     async def close(self) -> None:
@@ -137,6 +138,8 @@ class FlowContext:
     conf_creator: str = "UE-1"
     conf_uri: str | None = None
     referrals: dict[str, Referral] = field(default_factory=dict)
+    # Step action -> coroutine, when a run replaces some (external roles: harness/flows/a2_1/external.py).
+    actions: Mapping[str, Callable[[FlowContext, Step], Awaitable[str]]] | None = None
 
     def ue(self, role: str) -> UserEquipment:
         return self.ues[role]
@@ -254,7 +257,7 @@ ACTIONS: dict[str, Callable[[FlowContext, Step], Awaitable[str]]] = {
 async def _run_step(ctx: FlowContext, step: Step, record: StepRecord) -> None:
     record.started = time.monotonic()
     try:
-        record.detail = await ACTIONS[step.action](ctx, step)
+        record.detail = await (ctx.actions or ACTIONS)[step.action](ctx, step)
         record.status = "done"
     except StepSkipped as exc:
         record.status, record.detail = "skipped", str(exc)
@@ -278,7 +281,7 @@ async def _run_branch(ctx: FlowContext, branch: str, steps: list[Step], records:
 
 
 async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset[str] = frozenset(),
-               timeout: float = 30.0, rtcp_interval: float = INTERVAL) -> PlayReport:
+               timeout: float = 30.0, rtcp_interval: float = INTERVAL, wait: float = WAIT) -> PlayReport:
     """Play A.2.1 on `topology` with every role embedded; returns what each step did.
     `rtcp_interval`: RTCP report interval (RFC 3550's 5 s minimum unless a test wants more reports)."""
     check_faults(faults)
@@ -288,15 +291,18 @@ async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset
     report = PlayReport(topology.subnet, topology.role_map(), faults)
     records = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
     report.steps = list(records.values())
-    proxies = [Proxy(role, topology.ip(role), topology.sip_port, faults) for role in ("P-CSCF", "S-CSCF")]
+    proxies = [Proxy(role, topology.ip(role), topology.port(role), faults, topology.transport(role))
+               for role in ("P-CSCF", "S-CSCF")]
     mrfp = Mrfp(topology.ip("MRFP"), faults, topology.rtp_base_port, rtcp_interval)
-    cs = ConferenceServer(topology, mrfp, faults)
-    ues = {role: UserEquipment(role, topology, faults, rtcp_interval=rtcp_interval) for role in UES}
+    cs = ConferenceServer(topology, mrfp, faults, wait=wait)
+    ues = {role: UserEquipment(role, topology, faults, wait=wait, rtcp_interval=rtcp_interval) for role in UES}
     branches: dict[str, list[Step]] = {}
     for step in STEPS:
         if step.branch is not None:
             branches.setdefault(step.branch, []).append(step)
-    ctx = FlowContext(topology, ues, cs, mrfp, SteadyPhase(set(branches), media_seconds))
+    # `wait` bounds every wait for a peer (longer on impaired links: harness/agents/placement.py).
+    ctx = FlowContext(topology, ues, cs, mrfp,
+                      SteadyPhase(set(branches), media_seconds, max(STEADY_SLACK, 3 * wait)), wait)
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
@@ -317,6 +323,8 @@ async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset
             if failures:
                 report.error = "; ".join(failures)
             await asyncio.sleep(TAIL)
+    except FlowError as exc:  # before TimeoutError: a FlowTimeout names what a role waited for
+        report.error = f"{type(exc).__name__}: {exc}"
     except TimeoutError:
         report.error = f"flow did not finish within {timeout:g} s"
     except Exception as exc:
@@ -359,10 +367,10 @@ def _collect_media(report: PlayReport, ues: dict[str, UserEquipment], mrfp: Mrfp
 
 
 def run_flow(topology: Topology, media_seconds: float = 2.0, faults: frozenset[str] = frozenset(),
-             timeout: float = 30.0, rtcp_interval: float = INTERVAL) -> PlayReport:
+             timeout: float = 30.0, rtcp_interval: float = INTERVAL, wait: float = WAIT) -> PlayReport:
     """Synchronous wrapper: its own event loop, closed on return."""
     return asyncio.run(play(topology, media_seconds=media_seconds, faults=faults, timeout=timeout,
-                            rtcp_interval=rtcp_interval))
+                            rtcp_interval=rtcp_interval, wait=wait))
 
 
 __all__ = ["ACTIONS", "FAULTS", "LegAudio", "PlayReport", "StepRecord", "play", "run_flow"]

@@ -72,6 +72,11 @@ def _focus_contact(ev: Evidence, check_id: str, step: Step, who: str) -> CheckRe
         if final is None:
             return inconclusive(check_id, f"nothing answered {who}'s INVITE of frame {ex.request.origin.frame} "
                                 f"(sent to {ex.request.receiver}); no CS 2xx to judge", [ex.request.origin.frame])
+        if check_id == "JOIN-3":
+            # Checklist §8g: a rejected join is a path of the flow; the final NOTIFY reports it.
+            return inconclusive(check_id, f"the CS rejected {who}'s join INVITE (frame {ex.request.origin.frame}) "
+                                f"with {final.status} {final.origin.reason or ''}: no 200 OK to judge (checklist §8g)",
+                                "MUST", [ex.request.origin.frame, final.origin.frame])
         f.fail(f"the CS answered {who}'s INVITE of frame {ex.request.origin.frame} with {final.status}, "
                "not a 2xx", final.origin.frame)
         return f.result()

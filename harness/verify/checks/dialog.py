@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from harness.flows.step import Step
 from harness.sip.errors import SipParseError
 from harness.sip.headers import NameAddr, SipUri
@@ -14,6 +16,7 @@ from harness.verify.wire import WireMessage
 REFRESH = ("INVITE", "UPDATE")
 
 
+@lru_cache(maxsize=1 << 14)
 def _uri(text: str | None) -> SipUri | None:
     """The URI inside a name-addr or a bare URI; None when it is not a SIP URI."""
     if not text:

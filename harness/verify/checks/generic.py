@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from harness.flows.step import Step
 from harness.sip.errors import SipParseError
 from harness.sip.headers import NameAddr, SipUri
@@ -93,18 +95,13 @@ def g2(ev: Evidence, step: Step) -> CheckResult:
     return f.result()
 
 
-def _path_pairs(lg: Logical) -> list[tuple[WireMessage, WireMessage]]:
-    """Consecutive copies one proxy apart (Via count differs by exactly one)."""
-    step = 1 if lg.is_request else -1
-    return [(a, b) for a, b in zip(lg.copies, lg.copies[1:], strict=False) if len(b.vias) - len(a.vias) == step]
-
-
 def g3(ev: Evidence, step: Step) -> CheckResult:
     """RFC 3261 §8.1.1.6 (70 SHOULD at the UAC), §16.6 step 3 (each proxy decrements by one)."""
     logicals = _logicals(ev, step, "G3")
     if isinstance(logicals, CheckResult):
         return logicals
     f = Findings("G3")
+    hops = 0
     for lg in logicals:
         if not lg.is_request:
             continue
@@ -115,11 +112,21 @@ def g3(ev: Evidence, step: Step) -> CheckResult:
         if len(origin.vias) == 1 and origin.max_forwards is not None and origin.max_forwards != 70:
             f.warn(f"{where(ev, origin)}: the UAC sent Max-Forwards {origin.max_forwards}, 70 SHOULD be used",
                    origin.frame)
-        for a, b in _path_pairs(lg):
-            if a.max_forwards is not None and b.max_forwards is not None and b.max_forwards != a.max_forwards - 1:
-                f.fail(f"{where(ev, b)}: Max-Forwards {b.max_forwards} after {a.max_forwards} in frame {a.frame}; "
-                       f"{ev.role(b.src_ep)} must decrement it by one", a.frame, b.frame)
-    f.ok("Max-Forwards present, decremented by one per proxy")
+        for a, b, adjacent in lg.hops():
+            if a.max_forwards is None or b.max_forwards is None:
+                continue
+            hops += 1
+            if adjacent and b.max_forwards != a.max_forwards - 1:
+                f.fail(f"{where(ev, b)}: Max-Forwards {b.max_forwards}, expected {a.max_forwards - 1} "
+                       f"({a.max_forwards} in frame {a.frame} minus one); {ev.role(b.src_ep)} must decrement it "
+                       "by exactly one", a.frame, b.frame)
+            elif not adjacent and len(b.vias) > len(a.vias) and \
+                    b.max_forwards != a.max_forwards - (len(b.vias) - len(a.vias)):
+                gap = len(b.vias) - len(a.vias)
+                f.fail(f"{where(ev, b)}: Max-Forwards {b.max_forwards}, expected {a.max_forwards - gap} "
+                       f"({a.max_forwards} in frame {a.frame} minus one per each of the {gap} proxies between)",
+                       a.frame, b.frame)
+    f.ok(f"Max-Forwards present, decremented by exactly one on each of {hops} proxy hops")
     return f.result()
 
 
@@ -160,6 +167,7 @@ def _ok(f: Findings, text: str) -> CheckResult:
     return f.result()
 
 
+@lru_cache(maxsize=1 << 14)
 def _same_addr(a: str | None, b: str | None) -> tuple[bool, bool]:
     """(textually equal, semantically equal) for From/To/Referred-By values."""
     if a == b:
@@ -174,24 +182,47 @@ def _same_addr(a: str | None, b: str | None) -> tuple[bool, bool]:
     return False, uri_eq and na.params == nb.params
 
 
+def _via_rule(ev: Evidence, f: Findings, lg: Logical, a: WireMessage, b: WireMessage, adjacent: bool) -> None:
+    """§16.6 step 8: a proxy inserts exactly one Via on top of a request; §16.7 step 3: each hop
+    takes exactly the top one off a response. Across a hop missing from the capture only the
+    bottom of the stack is compared."""
+    hop = f"{where(ev, b)} vs frame {a.frame}"
+    if lg.is_request and adjacent and b.branches[1:] != a.branches:
+        added = len(b.vias) - len(a.vias)
+        what = "added no Via" if added == 0 else f"added {added} Vias" if added > 1 else "changed the Vias below its own"
+        f.fail(f"{hop}: {ev.role(b.src_ep)} {what}; expected exactly one new Via on top "
+               f"(branches {a.branches} -> {b.branches})", a.frame, b.frame)
+    elif not lg.is_request and adjacent and b.branches != a.branches[1:]:
+        removed = len(a.vias) - len(b.vias)
+        f.fail(f"{hop}: {ev.role(a.dst_ep)} removed {removed} Via(s), expected exactly its own top Via "
+               f"(branches {a.branches} -> {b.branches})", a.frame, b.frame)
+    elif not adjacent:
+        inner, outer = (a, b) if lg.is_request else (b, a)
+        if len(outer.vias) > len(inner.vias) and outer.branches[-len(inner.branches):] != inner.branches:
+            f.fail(f"{hop}: the Vias below the proxies' ones changed (branches {a.branches} -> {b.branches})",
+                   a.frame, b.frame)
+
+
 def g5(ev: Evidence, step: Step) -> CheckResult:
-    """RFC 3261 §16.6/§16.7, Tables 2-3; RFC 3892 §3: what a proxy must leave untouched between hops."""
+    """RFC 3261 §16.6/§16.7, Tables 2-3; RFC 3892 §3: what a proxy must leave untouched between hops,
+    judged on every copy against the copy it was forwarded from."""
     logicals = _logicals(ev, step, "G5")
     if isinstance(logicals, CheckResult):
         return logicals
     f = Findings("G5")
     pairs = 0
     for lg in logicals:
-        for a, b in _path_pairs(lg):
+        for a, b, adjacent in lg.hops():
             pairs += 1
-            hop = f"{where(ev, b)} vs frame {a.frame}"
             for name in ("Call-ID", "CSeq"):
                 if (a.get(name) or "").strip() != (b.get(name) or "").strip():
-                    f.fail(f"{hop}: {name} changed from {a.get(name)!r} to {b.get(name)!r}", a.frame, b.frame)
+                    f.fail(f"{where(ev, b)} vs frame {a.frame}: {name} changed from {a.get(name)!r} to "
+                           f"{b.get(name)!r}", a.frame, b.frame)
             for name in ("From", "To", "Referred-By"):
                 text, same = _same_addr(a.get(name), b.get(name))
                 if text:
                     continue
+                hop = f"{where(ev, b)} vs frame {a.frame}"
                 if same:
                     f.warn(f"{hop}: {name} re-written textually ({a.get(name)!r} -> {b.get(name)!r})", b.frame)
                 elif name == "To" and not lg.is_request and (lg.status or 0) >= 300 and \
@@ -200,16 +231,12 @@ def g5(ev: Evidence, step: Step) -> CheckResult:
                 else:
                     f.fail(f"{hop}: {name} changed from {a.get(name)!r} to {b.get(name)!r}", a.frame, b.frame)
             if a.body != b.body:
-                f.fail(f"{hop}: body changed ({len(a.body)} -> {len(b.body)} bytes)", a.frame, b.frame)
-            if lg.is_request and b.branches[1:] != a.branches:
-                f.fail(f"{hop}: {ev.role(b.src_ep)} did not insert exactly one Via on top "
-                       f"(branches {a.branches} -> {b.branches})", a.frame, b.frame)
-            if not lg.is_request and b.branches != a.branches[1:]:
-                f.fail(f"{hop}: {ev.role(a.dst_ep)} did not remove exactly its own top Via "
-                       f"(branches {a.branches} -> {b.branches})", a.frame, b.frame)
+                f.fail(f"{where(ev, b)} vs frame {a.frame}: body changed ({len(a.body)} -> {len(b.body)} bytes; a proxy MUST NOT modify it)",
+                       a.frame, b.frame)
+            _via_rule(ev, f, lg, a, b, adjacent)
     if not pairs:
         return _ok(f, "single hop: nothing forwarded by a proxy")
-    return _ok(f, f"{pairs} proxy hops keep Call-ID, From, To, CSeq, body; one Via added/removed per hop")
+    return _ok(f, f"{pairs} forwarded copies keep Call-ID, From, To, CSeq and body; one Via added/removed per proxy")
 
 
 def g8(ev: Evidence, step: Step) -> CheckResult:

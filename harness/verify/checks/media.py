@@ -36,8 +36,7 @@ def _latest(items: list[tuple[float, str, SdpView, WireMessage]], node: str | No
 
 
 def _rtp(ev: Evidence, dst: tuple[str, int], after: float, until: float, src_ip: str | None = None) -> list[RtpPacket]:
-    return [p for p in ev.data.rtp if (p.dst, p.dport) == dst and after <= p.time <= until
-            and (src_ip is None or p.src == src_ip)]
+    return [p for p in ev.rtp_to(dst) if after <= p.time <= until and (src_ip is None or p.src == src_ip)]
 
 
 def _no_rtp(ev: Evidence, check_id: str) -> CheckResult | None:

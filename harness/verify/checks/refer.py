@@ -121,7 +121,7 @@ def ref_5(ev: Evidence, step: Step) -> CheckResult:
         return f.result()
     m = final.origin
     if final.status not in (200, 202):
-        f.fail(f"{where(ev, m)}: REFER answered {final.status} {m.msg.reason}; the referee must accept it "
+        f.fail(f"{where(ev, m)}: REFER answered {final.status} {m.reason}; the referee must accept it "
                "(200 or 202) for the flow to go on", m.frame)
         return f.result()
     for copy in final.copies:

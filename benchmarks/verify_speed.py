@@ -1,0 +1,88 @@
+"""How long `verify` takes on a load capture, against one plain tshark pass over the same file.
+
+    python benchmarks/verify_speed.py [--instances 1000] [--runs 3] [--keep DIR]
+
+Generates a capture of N interleaved A.2.1 instances (testcases/data/make_a21_pcap.build_many:
+~96 SIP messages and ~200 RTP packets each), then, in the same run and alternating, times
+
+* baseline: `tshark -r FILE -Y sip -T fields -e frame.number` (output discarded), and
+* verify:   the whole CLI path in-process (`python -m harness verify FILE --json`, output discarded),
+
+and prints both (best and median of the runs) and their ratio. The target is <= 1.5x. Not a
+test: timings depend on the machine; run it on an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.cli import main as harness_main  # noqa: E402
+from testcases.data.make_a21_pcap import write_many  # noqa: E402
+
+
+def baseline(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["tshark", "-r", str(path), "-Y", "sip", "-T", "fields", "-e", "frame.number"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=3600)
+    return time.perf_counter() - start
+
+
+def verify(path: Path) -> tuple[float, dict]:
+    out = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = harness_main(["verify", str(path), "--json"])
+    elapsed = time.perf_counter() - start
+    data = json.loads(out.getvalue())
+    if code not in (0, 1):
+        raise SystemExit(f"verify exited {code}")
+    return elapsed, data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="directory to write (and reuse) the capture in")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"a21-x{args.instances}.pcap"
+        if not path.exists():
+            start = time.perf_counter()
+            write_many(path, args.instances)
+            print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+        base_times, verify_times = [], []
+        summary: dict = {}
+        for run in range(args.runs):
+            base_times.append(baseline(path))
+            elapsed, data = verify(path)
+            verify_times.append(elapsed)
+            summary = data.get("summary", {"instances": 1, "verdict": data.get("verdict")})
+            print(f"run {run + 1}: tshark {base_times[-1]:.2f} s, verify {elapsed:.2f} s, "
+                  f"ratio {elapsed / base_times[-1]:.2f}")
+        print(f"summary: {summary.get('instances')} instances, verdict {summary.get('verdict')}, "
+              f"pass {summary.get('pass')}, fail {summary.get('fail')}, inconclusive {summary.get('inconclusive')}")
+        best = min(verify_times) / min(base_times)
+        median = statistics.median(verify_times) / statistics.median(base_times)
+        print(f"tshark -Y sip -T fields: best {min(base_times):.2f} s, median {statistics.median(base_times):.2f} s")
+        print(f"verify:                  best {min(verify_times):.2f} s, median {statistics.median(verify_times):.2f} s")
+        print(f"ratio verify / tshark:   best {best:.2f}x, median {median:.2f}x (target <= 1.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Many A.2.1 instances at once against one reference network: one P-CSCF, one S-CSCF, one CS with
+its MRFP, and three fresh UEs per instance. Instances start at most `rate` per second and at most
+`concurrency` run at a time; each is the same step-table choreography a single run plays
+(harness/flows/a2_1/play.py), so load and single runs cannot drift apart.
+
+What the agents saw is kept per instance (for progress, errors and setup times); verdicts come
+from the capture, like everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.agents.focus import ConferenceServer
+from harness.agents.mrfp import Mrfp
+from harness.agents.proxy import Proxy
+from harness.agents.topology import UES, Topology
+from harness.agents.ua import WAIT
+from harness.agents.ue import UserEquipment
+from harness.flows.a2_1.play import (
+    ACTIONS,
+    PAUSE_AFTER,
+    STEADY_SLACK,
+    TAIL,
+    FlowContext,
+    SteadyPhase,
+    StepRecord,
+)
+from harness.flows.a2_1.steps import STEPS
+from harness.flows.step import Step
+from harness.load.topology import InstanceTopology
+
+
+@dataclass
+class InstanceRecord:
+    """One instance as its agents saw it."""
+
+    index: int
+    ue1: str
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(s.status in ("done", "skipped") for s in self.steps.values())
+
+    def span(self, first: str, last: str) -> float | None:
+        """Seconds from the start of step `first` to the end of step `last`, when both ran."""
+        a, b = self.steps.get(first), self.steps.get(last)
+        if a is None or b is None or a.started is None or b.ended is None or b.status != "done":
+            return None
+        return b.ended - a.started
+
+
+@dataclass
+class Progress:
+    total: int
+    started: int = 0
+    done: int = 0
+    failed: int = 0  # as the agents saw it; the verifier decides later
+    began: float = field(default_factory=time.monotonic)
+
+    @property
+    def running(self) -> int:
+        return self.started - self.done
+
+    def line(self, width: int = 30) -> str:
+        filled = width * self.done // max(1, self.total)
+        return (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} done, {self.running} running, "
+                f"{self.failed} failed, {time.monotonic() - self.began:.1f} s")
+
+
+def _branches() -> tuple[list[Step], dict[str, list[Step]]]:
+    common = [s for s in STEPS if s.branch is None]
+    branches: dict[str, list[Step]] = {}
+    for step in STEPS:
+        if step.branch is not None:
+            branches.setdefault(step.branch, []).append(step)
+    return common, branches
+
+
+async def _step(ctx: FlowContext, step: Step, record: StepRecord) -> None:
+    record.started = time.monotonic()
+    try:
+        record.detail = await ACTIONS[step.action](ctx, step)
+        record.status = "done"
+    except BaseException as exc:
+        record.status, record.detail = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        record.ended = time.monotonic()
+
+
+async def _branch(ctx: FlowContext, name: str, steps: list[Step], records: dict[str, StepRecord]) -> None:
+    try:
+        for step in steps:
+            await _step(ctx, step, records[step.id])
+    finally:
+        ctx.steady.leave(name)
+
+
+class LoadRun:
+    """The shared network plus N instances; `run()` returns one InstanceRecord per instance."""
+
+    def __init__(self, subnet: int, conferences: int, concurrency: int, rate: float | None = None,
+                 media_seconds: float = 1.0, wait: float = WAIT, instance_timeout: float = 60.0,
+                 progress: Callable[[Progress], None] | None = None) -> None:
+        if conferences < 1 or concurrency < 1:
+            raise ValueError("conferences and concurrency must be at least 1")
+        if rate is not None and rate <= 0:
+            raise ValueError(f"rate must be > 0 instances per second, got {rate}")
+        self.base = Topology(subnet=subnet)
+        self.conferences = conferences
+        self.concurrency = concurrency
+        self.rate = rate
+        self.media_seconds = media_seconds
+        self.wait = wait
+        self.instance_timeout = instance_timeout
+        self.on_progress = progress
+        self.progress = Progress(conferences)
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    async def run(self) -> list[InstanceRecord]:
+        base = self.base
+        proxies = [Proxy(role, base.ip(role), base.sip_port) for role in ("P-CSCF", "S-CSCF")]
+        mrfp = Mrfp(base.ip("MRFP"), rtp_base_port=base.rtp_base_port)
+        cs = ConferenceServer(base, mrfp, wait=self.wait)
+        records = [InstanceRecord(k, InstanceTopology(subnet=base.subnet, instance=k).ip("UE-1"))
+                   for k in range(1, self.conferences + 1)]
+        slots = asyncio.Semaphore(self.concurrency)
+        tasks: list[asyncio.Task[None]] = []
+        self.progress = Progress(self.conferences)
+        try:
+            for proxy in proxies:
+                await proxy.start()
+            await mrfp.start()
+            await cs.start()
+            began = time.monotonic()
+            for record in records:
+                if self.rate is not None:
+                    await asyncio.sleep(max(0.0, began + (record.index - 1) / self.rate - time.monotonic()))
+                await slots.acquire()
+                tasks.append(asyncio.create_task(self._guarded(record, cs, mrfp, slots), name=f"instance {record.index}"))
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await cs.stop()
+            await mrfp.stop()
+            for proxy in proxies:
+                await proxy.stop()
+        return records
+
+    async def _guarded(self, record: InstanceRecord, cs: ConferenceServer, mrfp: Mrfp,
+                       slots: asyncio.Semaphore) -> None:
+        self.progress.started += 1
+        self._report()
+        try:
+            await self._instance(record, cs, mrfp)
+        finally:
+            slots.release()
+            self.progress.done += 1
+            self.progress.failed += not record.ok
+            self._report()
+
+    async def _instance(self, record: InstanceRecord, cs: ConferenceServer, mrfp: Mrfp) -> None:
+        topology = InstanceTopology(subnet=self.base.subnet, instance=record.index)
+        ues = {role: UserEquipment(role, topology, wait=self.wait) for role in UES}
+        common, branches = _branches()
+        record.steps = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
+        steady = SteadyPhase(set(branches), self.media_seconds, max(STEADY_SLACK, 3 * self.wait))
+        ctx = FlowContext(topology, ues, cs, mrfp, steady, self.wait)
+        record.started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.instance_timeout):
+                for ue in ues.values():
+                    await ue.start()
+                for step in common:
+                    await _step(ctx, step, record.steps[step.id])
+                    await asyncio.sleep(PAUSE_AFTER.get(step.id, 0.0))
+                results = await asyncio.gather(
+                    *(_branch(ctx, name, steps, record.steps) for name, steps in branches.items()),
+                    return_exceptions=True)
+                failures = [f"{name}: {type(r).__name__}: {r}" for name, r in zip(branches, results, strict=True)
+                            if isinstance(r, BaseException)]
+                if failures:
+                    record.error = "; ".join(failures)
+                await asyncio.sleep(TAIL)
+        except TimeoutError:
+            record.error = f"instance did not finish within {self.instance_timeout:g} s"
+        except Exception as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if ctx.conf_task is not None:
+                ctx.conf_task.cancel()
+                await asyncio.gather(ctx.conf_task, return_exceptions=True)
+            await steady.close()
+            for ue in ues.values():
+                await ue.stop()
+            record.ended = time.monotonic()

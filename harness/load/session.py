@@ -1,0 +1,84 @@
+"""One load run: reserve a subnet, capture it, play N instances, verify the capture per instance.
+
+Artifacts in OUT: `<flow>.pcapng` (one capture of everything), `verdict.json` (the verifier's
+many-instance result) and `load.json` (the load summary). The capture is stopped in `finally` and
+verified also when the agents failed, like a single run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.agents.placement import reserve_loopback
+from harness.agents.topology import Topology
+from harness.agents.ua import WAIT
+from harness.capture.dumpcap import Capture
+from harness.flows import load_flow
+from harness.load.runner import InstanceRecord, LoadRun, Progress
+from harness.load.summary import many_instance_json, summarize
+from harness.load.topology import shared_roles
+from harness.verify import analyse_capture
+
+AVOID = frozenset({77})  # 127.77/16 belongs to the Kamailio interop tests
+
+
+@dataclass
+class LoadOutcome:
+    pcap: Path
+    verdict_path: Path
+    summary_path: Path
+    result: dict[str, Any]          # {"instances": [...], "summary": {...}} as the verifier judged
+    summary: dict[str, Any]         # the load summary (also result["load"])
+    records: list[InstanceRecord] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        counts = self.result["summary"]
+        return not self.problems and counts["failed"] == 0 and counts["passed"] == len(self.records)
+
+
+def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rate: float | None = None,
+             media_seconds: float = 1.0, instance_timeout: float = 60.0,
+             progress: Callable[[Progress], None] | None = None) -> LoadOutcome:
+    flow = load_flow(flow_id)
+    if flow.id != "a2.1":
+        raise ValueError(f"load mode plays a2.1 only, not {flow_id}")
+    out.mkdir(parents=True, exist_ok=True)
+    pcap = out / f"{flow.id}.pcapng"
+    start = secrets.randbelow(254)
+    reservation = reserve_loopback(n for n in ((start + k) % 254 + 1 for k in range(254)) if n not in AVOID)
+    base = Topology(subnet=reservation.subnet)
+    problems: list[str] = []
+    records: list[InstanceRecord] = []
+    began = time.monotonic()
+    with reservation.bound():
+        capture = Capture(pcap, bpf=f"net 127.{base.subnet}.0.0/16")
+        with capture:
+            load = LoadRun(base.subnet, conferences, concurrency, rate, media_seconds, WAIT, instance_timeout,
+                           progress)
+            try:
+                records = asyncio.run(load.run())
+            except Exception as exc:  # the capture is still verified: it says how far the instances got
+                problems.append(f"load run aborted: {type(exc).__name__}: {exc}")
+        if capture.failure:
+            problems.append(capture.failure)
+    elapsed = time.monotonic() - began
+    analysis = analyse_capture(pcap, flow=flow.FLOW.name, roles=shared_roles(base), factory_uri=base.factory_uri)
+    result = many_instance_json(analysis)
+    summary = summarize(analysis, records, elapsed, conferences=conferences, concurrency=concurrency, rate=rate)
+    result["load"] = summary
+    verdict_path, summary_path = out / "verdict.json", out / "load.json"
+    try:
+        verdict_path.write_text(json.dumps(result, indent=2) + "\n")
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        problems.append(f"results not written to {out}: {exc.strerror or exc}")
+    return LoadOutcome(pcap, verdict_path, summary_path, result, summary, records, problems)

@@ -1,0 +1,167 @@
+"""Split a capture into A.2.1 instances: a load run leaves hundreds of conferences in one file.
+
+Call-IDs are joined (union-find) when they belong to the same conference:
+
+* the conference URI ties the focus's 2xx (Contact ;isfocus), the REFERs (Refer-To) and the joins
+  and SUBSCRIBEs (Request-URI). The factory URI is left out: every conference is created there;
+* Target-Dialog, Replaces (header or Refer-To URI header) name another dialog's Call-ID;
+* a user agent ties the exchanges it is an end of (UE-1 is in D12, D13 and D1C, UE-2 in D12 and
+  D2C), unless it is a proxy, a focus or a hub that talks to many peers (a registrar, a CS that
+  does not say isfocus): those would tie every conference together.
+
+An instance is a group holding a REFER or a conference-creating INVITE. Groups without one
+(REGISTER, OPTIONS, the CS's own legs to a media server) belong to no instance when there are
+several; with one instance (or none) everything stays together, exactly as a single run is read.
+Everything here is linear in the number of messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import unquote
+
+from harness.sip.errors import SipParseError
+from harness.sip.headers import NameAddr, SipUri
+from harness.verify.model import Exchange, Model, sent_by
+from harness.verify.roles import has_isfocus
+
+HUB_PEERS = 6   # an end with more distinct peers than this is shared infrastructure, not a UE
+_REPLACES_RE = re.compile(r"replaces=([^&>]+)", re.I)
+
+
+@dataclass
+class Split:
+    """Call-IDs per instance (in order of first appearance) and those that belong to none."""
+
+    instances: list[set[str | None]] = field(default_factory=list)
+    leftover: set[str | None] = field(default_factory=set)
+    conference: list[str | None] = field(default_factory=list)   # the conference URI of each instance
+
+
+class _Union:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, key: str) -> str:
+        parent = self.parent.setdefault(key, key)
+        while parent != key:
+            grand = self.parent[parent]
+            self.parent[key] = grand
+            key, parent = parent, grand
+        return key
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+@lru_cache(maxsize=1 << 14)
+def uri_key(text: str | None) -> str | None:
+    """A URI (bare or inside a name-addr) without parameters and headers, for matching."""
+    if not text:
+        return None
+    try:
+        value = NameAddr.parse(text).uri if "<" in text else SipUri.parse(text.strip())
+    except SipParseError:
+        return None
+    if not isinstance(value, SipUri):
+        return None
+    user = f"{value.user}@" if value.user else ""
+    port = f":{value.port}" if value.port else ""
+    return f"{value.scheme.lower()}:{user}{value.host.lower()}{port}"
+
+
+def _dialog_refs(ex: Exchange) -> list[str]:
+    """Call-IDs this request names in Target-Dialog, Replaces or a Refer-To `?Replaces=`."""
+    m = ex.request.origin
+    out = [v.split(";", 1)[0].strip() for name in ("Target-Dialog", "Replaces") for v in m.lines(name)]
+    for value in m.lines("Refer-To"):
+        match = _REPLACES_RE.search(value)
+        if match:
+            out.append(unquote(match.group(1)).split(";", 1)[0].strip())
+    return [c for c in out if c]
+
+
+def _ends(ex: Exchange) -> tuple[str, str]:
+    """(UAC address, UAS address): the UAC as its Via declares it (TCP sends from other ports)."""
+    origin = ex.request.origin
+    declared = sent_by(origin) if len(origin.vias) == 1 else None
+    return declared or ex.request.sender, ex.request.receiver
+
+
+def split_instances(model: Model) -> Split:
+    uf = _Union()
+    focus_invites = [e for e in model.requests("INVITE")
+                     if e.request.to_tag is None and e.ok is not None and has_isfocus(e.ok.origin.name_addr("Contact"))]
+    conf_uris = {k for e in focus_invites if (k := uri_key(e.ok.origin.get("Contact")))}  # type: ignore[union-attr]
+    factories = {k for e in focus_invites if (k := uri_key(e.request.origin.uri)) and k not in conf_uris}
+    refer_targets: set[str] = set()
+    for e in model.requests("REFER"):
+        key = uri_key(e.request.origin.get("Refer-To"))
+        if key and key not in factories:
+            refer_targets.add(key)
+    linkable = _linkable_ends(model, focus_invites)
+    candidates: set[str | None] = set()
+    for ex in model.exchanges:
+        call = f"c:{ex.request.call_id}"
+        uf.find(call)
+        m = ex.request.origin
+        if ex.method == "REFER":
+            candidates.add(ex.request.call_id)
+            for key in (uri_key(m.get("Refer-To")), uri_key(m.uri)):
+                if key and key not in factories and (key in refer_targets or key in conf_uris):
+                    uf.union(call, f"u:{key}")
+        elif ex.request.to_tag is None and ex.method in ("INVITE", "SUBSCRIBE"):
+            key = uri_key(m.uri)
+            if key and (key in conf_uris or key in refer_targets):
+                uf.union(call, f"u:{key}")
+        for other in _dialog_refs(ex):
+            uf.union(call, f"c:{other}")
+        for end in _ends(ex):
+            if end in linkable:
+                uf.union(call, f"e:{end}")
+    for e in focus_invites:
+        candidates.add(e.request.call_id)
+        key = uri_key(e.ok.origin.get("Contact"))  # type: ignore[union-attr]
+        if key:
+            uf.union(f"c:{e.request.call_id}", f"u:{key}")
+    return _groups(model, uf, candidates, conf_uris)
+
+
+def _linkable_ends(model: Model, focus_invites: list[Exchange]) -> set[str]:
+    middles = {ep for lg in model.logicals if lg.is_request for ep in lg.path[1:-1]}
+    focus = {e.ok.sender for e in focus_invites if e.ok is not None}
+    peers: dict[str, set[str]] = defaultdict(set)
+    for ex in model.exchanges:
+        a, b = _ends(ex)
+        peers[a].add(b)
+        peers[b].add(a)
+    return {ep for ep, others in peers.items() if ep not in middles and ep not in focus and len(others) <= HUB_PEERS}
+
+
+def _groups(model: Model, uf: _Union, candidates: set[str | None], conf_uris: set[str]) -> Split:
+    groups: dict[str, set[str | None]] = defaultdict(set)
+    first: dict[str, float] = {}
+    for ex in model.exchanges:
+        root = uf.find(f"c:{ex.request.call_id}")
+        groups[root].add(ex.request.call_id)
+        first[root] = min(first.get(root, ex.time), ex.time)
+    real = [root for root, ids in groups.items() if ids & candidates]
+    conference: dict[str, str] = {}
+    for key in sorted(conf_uris, reverse=True):
+        conference[uf.find(f"u:{key}")] = key
+    split = Split()
+    if len(real) <= 1:
+        if groups:
+            split.instances = [set().union(*groups.values())]
+            split.conference = [conference.get(real[0]) if real else None]
+        return split
+    for root in sorted(real, key=lambda r: first[r]):
+        split.instances.append(groups[root])
+        split.conference.append(conference.get(root))
+    split.leftover = set().union(*(ids for root, ids in groups.items() if root not in real))
+    return split

@@ -1,0 +1,42 @@
+"""Judge many instances on every core: forked workers share the parsed capture (copy-on-write)
+and send back only the verdicts (FlowResult), not the evidence behind them.
+
+Used when a capture holds many instances and nobody needs the evidence objects (no ladder, no
+annotated copy). Falls back to one process where fork is unavailable.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+MIN_PER_WORKER = 25        # below this many instances per worker, forking costs more than it saves
+_JOB: Callable[[int], object] | None = None
+
+
+def _run(chunk: list[int]) -> list[object]:
+    assert _JOB is not None
+    return [_JOB(i) for i in chunk]
+
+
+def map_indices(job: Callable[[int], T], count: int, workers: int | None = None) -> list[T]:
+    """[job(0), ..., job(count - 1)], computed in forked workers when that pays off."""
+    global _JOB
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers < 2 or count < 2 * MIN_PER_WORKER or "fork" not in multiprocessing.get_all_start_methods():
+        return [job(i) for i in range(count)]
+    chunks = [list(range(start, count, workers * 4)) for start in range(workers * 4)]
+    _JOB = job
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_run, chunks)
+    finally:
+        _JOB = None
+    out: list[T | None] = [None] * count
+    for chunk, results in zip(chunks, parts, strict=True):
+        for i, result in zip(chunk, results, strict=True):
+            out[i] = result  # type: ignore[assignment]
+    return out  # type: ignore[return-value]
