@@ -8,8 +8,9 @@ Generates a capture of N interleaved A.2.1 instances (testcases/data/make_a21_pc
 * baseline: `tshark -r FILE -Y sip -T fields -e frame.number` (output discarded), and
 * verify:   the whole CLI path in-process (`python -m harness verify FILE --json`, output discarded),
 
-and prints both (best and median of the runs) and their ratio. The target is <= 1.5x. Not a
-test: timings depend on the machine; run it on an idle one.
+and prints both (best and median of the runs), their ratio, and the CPU seconds each used (less
+sensitive to other load than wall time). The target is <= 1.5x. Not a test: timings depend on the
+machine; run it on an idle one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,23 +34,29 @@ from harness.cli import main as harness_main  # noqa: E402
 from testcases.data.make_a21_pcap import write_many  # noqa: E402
 
 
-def baseline(path: Path) -> float:
-    start = time.perf_counter()
+def cpu() -> float:
+    """CPU seconds (user + system) of this process and its finished children so far."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def baseline(path: Path) -> tuple[float, float]:
+    start, used = time.perf_counter(), cpu()
     subprocess.run(["tshark", "-r", str(path), "-Y", "sip", "-T", "fields", "-e", "frame.number"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=3600)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu() - used
 
 
-def verify(path: Path) -> tuple[float, dict]:
+def verify(path: Path) -> tuple[float, float, dict]:
     out = io.StringIO()
-    start = time.perf_counter()
+    start, used = time.perf_counter(), cpu()
     with contextlib.redirect_stdout(out):
         code = harness_main(["verify", str(path), "--json"])
-    elapsed = time.perf_counter() - start
+    elapsed, spent = time.perf_counter() - start, cpu() - used
     data = json.loads(out.getvalue())
     if code not in (0, 1):
         raise SystemExit(f"verify exited {code}")
-    return elapsed, data
+    return elapsed, spent, data
 
 
 def main() -> int:
@@ -65,15 +74,18 @@ def main() -> int:
             start = time.perf_counter()
             write_many(path, args.instances)
             print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
-        base_times, verify_times = [], []
+        base_times, verify_times, base_cpu, verify_cpu = [], [], [], []
         summary: dict = {}
         for run in range(args.runs):
-            base_times.append(baseline(path))
-            elapsed, data = verify(path)
+            wall, spent = baseline(path)
+            base_times.append(wall)
+            base_cpu.append(spent)
+            elapsed, spent, data = verify(path)
             verify_times.append(elapsed)
+            verify_cpu.append(spent)
             summary = data.get("summary", {"instances": 1, "verdict": data.get("verdict")})
-            print(f"run {run + 1}: tshark {base_times[-1]:.2f} s, verify {elapsed:.2f} s, "
-                  f"ratio {elapsed / base_times[-1]:.2f}")
+            print(f"run {run + 1}: tshark {base_times[-1]:.2f} s ({base_cpu[-1]:.1f} s CPU), verify {elapsed:.2f} s "
+                  f"({spent:.1f} s CPU), ratio {elapsed / base_times[-1]:.2f}", flush=True)
         print(f"summary: {summary.get('instances')} instances, verdict {summary.get('verdict')}, "
               f"pass {summary.get('pass')}, fail {summary.get('fail')}, inconclusive {summary.get('inconclusive')}")
         best = min(verify_times) / min(base_times)
@@ -81,6 +93,10 @@ def main() -> int:
         print(f"tshark -Y sip -T fields: best {min(base_times):.2f} s, median {statistics.median(base_times):.2f} s")
         print(f"verify:                  best {min(verify_times):.2f} s, median {statistics.median(verify_times):.2f} s")
         print(f"ratio verify / tshark:   best {best:.2f}x, median {median:.2f}x (target <= 1.5x)")
+        print(f"CPU seconds (both cores): tshark {min(base_cpu):.1f}, verify {min(verify_cpu):.1f} "
+              f"(ratio {min(verify_cpu) / min(base_cpu):.2f}x; verify runs tshark and Python side by side)")
+        if hasattr(os, "getloadavg"):
+            print(f"load average after the runs: {os.getloadavg()[0]:.2f} (wall ratios mean little above ~0.5)")
     return 0
 
 

@@ -55,7 +55,6 @@ FIELDS = (
 PREFS = {"rtp.heuristic_rtp": "TRUE", "rtcp.heuristic_rtcp": "TRUE"}
 DISABLED = ("sdp", "sipfrag")
 RS = "\x1e"                # joins several occurrences of a field (never in SIP text)
-CHUNK = 1 << 20            # bytes asked from tshark's stdout per read
 BUFFER = 1 << 25           # what the reader thread may hold before tshark has to wait
 START_TIMEOUT = 60.0       # seconds for tshark to start
 IDLE_TIMEOUT = 300.0       # seconds without any output before tshark counts as hung
@@ -131,12 +130,16 @@ def stream_frames(cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> Iterat
         process = _call(loop, cap._get_tshark_process(), START_TIMEOUT, "starting")
         rest = b""
         while True:
-            chunk = _call(loop, process.stdout.read(CHUNK), IDLE_TIMEOUT, "reading")
+            # Ask for everything buffered: asyncio's StreamReader moves what stays in its buffer on
+            # every read, so small reads from a large backlog would cost quadratic time.
+            chunk = _call(loop, process.stdout.read(BUFFER), IDLE_TIMEOUT, "reading")
             if not chunk:
                 break
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            yield [line.decode("utf-8", "surrogateescape").split("\t") for line in lines]
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                yield [line.split("\t") for line in data[:cut].decode("utf-8", "surrogateescape").split("\n")[:-1]]
         if rest.strip():
             yield [rest.decode("utf-8", "surrogateescape").split("\t")]
         cap._eof_reached = True
