@@ -1,8 +1,8 @@
 """A.2.1 against your own SUT: `pytest testcases/test_sut_profile.py --sut-profile FILE`.
 
 The profile is played at its own addresses (not relocated), the peers it launches are started, and
-every step is judged from the capture, one test per step. Without --sut-profile these tests are
-skipped: they have nothing to run against. A profile with mistakes stops the session at start-up
+every step is judged from the capture, one test per step. Without --sut-profile conftest.py
+deselects them: they have nothing to run against. A profile with mistakes stops the session at start-up
 with each mistake named (conftest.py).
 """
 
