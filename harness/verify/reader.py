@@ -51,6 +51,10 @@ FIELDS = (
     "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "tcp.stream", "icmp.type", "icmpv6.type",
     "sip.Request-Line", "sip.Status-Line", "sip.msg_hdr",
     "rtp.ssrc", "rtp.p_type", "rtp.seq", "rtp.timestamp", "rtp.marker", "rtcp.pt",
+    # Last: MIX-1 decodes payloads. tshark prints it as plain hex (~2 bytes of text per byte, about
+    # as much as the other fields of an RTP frame); it is kept as that text and decoded only for the
+    # streams a check analyses.
+    "rtp.payload",
 )
 PREFS = {"rtp.heuristic_rtp": "TRUE", "rtcp.heuristic_rtcp": "TRUE"}
 DISABLED = ("sdp", "sipfrag")
@@ -198,7 +202,8 @@ def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> 
 
 
 (F_NUMBER, F_TIME, F_IP_SRC, F_IP_DST, F_IP6_SRC, F_IP6_DST, F_UDP_SPORT, F_UDP_DPORT, F_TCP_SPORT, F_TCP_DPORT,
- F_TCP_STREAM, F_ICMP, F_ICMP6, F_REQUEST, F_STATUS, F_HDR, F_SSRC, F_PT, F_SEQ, F_TS, F_MARKER, F_RTCP) = range(22)
+ F_TCP_STREAM, F_ICMP, F_ICMP6, F_REQUEST, F_STATUS, F_HDR, F_SSRC, F_PT, F_SEQ, F_TS, F_MARKER, F_RTCP,
+ F_PAYLOAD) = range(23)
 
 
 def _unescape(text: str) -> str:
@@ -231,7 +236,7 @@ def _add_frame(data: CaptureData, row: list[str]) -> None:
             data.rtp.append(RtpPacket(int(row[F_NUMBER]), float(row[F_TIME]), _last(row[F_IP_SRC] or row[F_IP6_SRC]),
                                       int(row[F_UDP_SPORT]), _last(row[F_IP_DST] or row[F_IP6_DST]),
                                       int(row[F_UDP_DPORT]), int(row[F_SSRC], 0), int(row[F_PT]), int(row[F_SEQ]),
-                                      int(row[F_TS]), row[F_MARKER] in ("1", "True")))
+                                      int(row[F_TS]), row[F_MARKER] in ("1", "True"), row[F_PAYLOAD]))
             return
         except ValueError:
             pass  # odd values (RTP in a tunnel, over TCP): the careful path below
@@ -256,7 +261,7 @@ def _add_frame(data: CaptureData, row: list[str]) -> None:
     elif row[F_SSRC]:
         data.rtp.append(RtpPacket(frame, time, src, sport, dst, dport, _int(_last(row[F_SSRC])),
                                   _int(_last(row[F_PT])), _int(_last(row[F_SEQ])), _int(_last(row[F_TS])),
-                                  bool(_int(_last(row[F_MARKER])))))
+                                  bool(_int(_last(row[F_MARKER]))), _last(row[F_PAYLOAD])))
     elif row[F_RTCP]:
         pt = row[F_RTCP].split(RS)[0]
         data.rtcp.append(RtcpPacket(frame, time, src, sport, dst, dport, _int(pt) if pt else None))

@@ -473,6 +473,16 @@ class RtpPacket:
     seq: int
     timestamp: int
     marker: bool
+    payload_hex: str = ""   # tshark's rtp.payload (hex, maybe colon-separated); see `payload`
+
+    @property
+    def payload(self) -> bytes:
+        """The RTP payload (after header, CSRCs and extension; padding excluded)."""
+        text = self.payload_hex.replace(":", "")
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            return b""
 
 
 @dataclass(frozen=True, slots=True)

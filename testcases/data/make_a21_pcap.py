@@ -21,11 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from scapy.layers.rtp import RTP
 from scapy.packet import Raw
 from scapy.utils import PcapWriter
 
 from harness.report.pcapng import Packet, write_pcapng
+from harness.rtp import g711
 from harness.sip.message import SipMessage
 from testcases.data.frames import TcpWire, udp_frame
 
@@ -69,6 +71,9 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "join-wrong-uri": ("65~66", "JOIN-1"),
     "no-rtp-from-mrfp": ("36", "MEDIA-2"),
     "no-rtp-ue2": ("1", "MEDIA-1"),
+    "join-wrong-payload-type": ("37~40", "MEDIA-3"),
+    "join-rtp-to-stale-address": ("68~71", "MEDIA-4"),
+    "mrfp-mix-silent-to-ue3": ("68~71", "MIX-1"),
     "bye-missing": ("78~83", "BYE-1"),
     "invite-no-contact": ("3~11", "CALL-1"),
     "response-no-to-tag": ("1", "G4"),
@@ -239,14 +244,19 @@ class Gen:
         if at is None:
             self.tick()
 
-    def rtp(self, src: tuple[str, int], dst: tuple[str, int], start: float, end: float, ssrc: int) -> None:
+    def rtp(self, src: tuple[str, int], dst: tuple[str, int], start: float, end: float, ssrc: int,
+            tone: float | None = None, pt: int = 0) -> None:
         """One PCMU stream, 20 ms apart. The first frame is built by Scapy's RTP layer; the rest
-        patch its sequence/timestamp (building every packet with Scapy is ~50x slower)."""
-        first = bytes(RTP(version=2, payload_type=0, sequence=0, timestamp=0, sourcesync=ssrc) / Raw(b"\xd5" * 160))
+        patch its sequence/timestamp (building every packet with Scapy is ~50x slower). `tone`: the
+        frames carry that sine (-12 dBFS, G.711 by `pt`); 0.0: digital silence."""
+        first = bytes(RTP(version=2, payload_type=pt, sequence=0, timestamp=0, sourcesync=ssrc) / Raw(b"\xd5" * 160))
         n = 0
         t = start
         while t < end:
             payload = first[:2] + n.to_bytes(2, "big") + (n * 160).to_bytes(4, "big") + first[8:]
+            if tone is not None:
+                k = np.arange(n * 160, (n + 1) * 160)
+                payload = payload[:12] + g711.encode(8000 * np.sin(2 * np.pi * tone * k / 8000), pt)
             self.pkts.append((t, udp_frame(src[0], src[1], dst[0], dst[1], payload)))
             n += 1
             t += 0.02
@@ -694,9 +704,16 @@ def _flow(g: Gen) -> None:  # noqa: C901 - the flow reads top to bottom like the
         if reject is not None:
             return
         start = g.t
-        g.rtp(media_at, mrfp_at, start, start + 0.4, next(ssrc))
+        # Media faults of the join legs; "mrfp-mix-silent-to-ue3": the UEs send their tones, the MRFP
+        # gives UE-2 UE-3's tone but UE-3 only silence.
+        tones = "mrfp-mix-silent-to-ue3" in m
+        if "join-rtp-to-stale-address" in m and who == "UE-3":  # also to UE-1's old D13 address
+            g.rtp(media_at, ue1_d13, start + 0.2, start + 0.4, next(ssrc))
+        g.rtp(media_at, mrfp_at, start, start + 0.4, next(ssrc), tone={"UE-2": 650.0, "UE-3": 1000.0}[who] if tones
+              else None, pt=8 if ("join-wrong-payload-type" in m and who == "UE-2") else 0)
         if not ("no-rtp-from-mrfp" in m and who == "UE-2"):
-            g.rtp(mrfp_at, media_at, start, start + 0.4, next(ssrc))
+            g.rtp(mrfp_at, media_at, start, start + 0.4, next(ssrc),
+                  tone=({"UE-2": 1000.0, "UE-3": 0.0}[who] if tones else None))
 
     branches = {}
     for target, d1x, dx1, rt in (("UE-2", d12, d21, f"<{conf_uri};method=INVITE>"), ("UE-3", d13, d31,

@@ -36,7 +36,8 @@ STEPS: tuple[Step, ...] = (
     Step("36", "The CS coordinates with MRFP to allocate more resources.",
          ("CS", "MRFP"), "media-alloc", "UE-2", (), ("MEDIA-2",)),
     Step("37~40", "The CS sends a 200 (OK) response to UE-2 and receives an ACK request.",
-         ("CS", "UE-2"), "join-answer", "UE-2", ("200", "ACK"), (*_G, "JOIN-3", "ACK-1")),
+         ("CS", "UE-2"), "join-answer", "UE-2", ("200", "ACK"),
+         (*_G, "JOIN-3", "ACK-1", "MEDIA-3", "MEDIA-4", "MIX-1")),
     Step("41~46", "UE-2 sends a NOTIFY request to UE-1 to indicate that it has finished action required "
          "by the REFER request.",
          ("UE-2", "UE-1"), "notify-final", "UE-2", ("NOTIFY", "200"),
@@ -55,7 +56,8 @@ STEPS: tuple[Step, ...] = (
     Step("67", "The CS coordinates with MRFP to allocate more resources.",
          ("CS", "MRFP"), "media-alloc", "UE-3", (), ("MEDIA-2",)),
     Step("68~71", "The CS sends a 200 (OK) response to UE-3 and receives an ACK request.",
-         ("CS", "UE-3"), "join-answer", "UE-3", ("200", "ACK"), (*_G, "JOIN-3", "ACK-1")),
+         ("CS", "UE-3"), "join-answer", "UE-3", ("200", "ACK"),
+         (*_G, "JOIN-3", "ACK-1", "MEDIA-3", "MEDIA-4", "MIX-1")),
     Step("72~77", "UE-3 sends a NOTIFY request to UE-1 to indicate that it has finished action required "
          "by the REFER request.",
          ("UE-3", "UE-1"), "notify-final", "UE-3", ("NOTIFY", "200"),
