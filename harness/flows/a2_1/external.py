@@ -15,7 +15,6 @@ Before the first step every harness UE registers when the profile names a regist
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -363,41 +362,18 @@ async def play_sut(topology: SutTopology, media_seconds: float = 2.0, faults: fr
                      SteadyPhase(set(branches), media_seconds, max(play.STEADY_SLACK, 3 * profile.timers.external_wait)),
                      wait, actions=ACTIONS, external=external, external_wait=profile.timers.external_wait)
     regs = registrations(topology, ues, wait)
-    started = time.monotonic()
-    try:
-        async with asyncio.timeout(timeout):
-            for proxy in proxies:
-                await proxy.start()
-            if cs is not None:
-                await mrfp.start()
-            for agent in agents:
-                await agent.start()
-            await asyncio.gather(*(reg.register() for reg in regs))
-            for reg in regs:
-                reg.start_refresh()
-            for step in (s for s in STEPS if s.branch is None):
-                await play._run_step(ctx, step, records[step.id])
-                await asyncio.sleep(play.PAUSE_AFTER.get(step.id, 0.0))
-            results = await asyncio.gather(
-                *(play._run_branch(ctx, name, steps, records) for name, steps in branches.items()),
-                return_exceptions=True)
-            failures = [f"{name}: {type(r).__name__}: {r}" for name, r in zip(branches, results, strict=True)
-                        if isinstance(r, BaseException)]
-            if failures:
-                report.error = "; ".join(failures)
-            await asyncio.sleep(play.TAIL)
-    except FlowError as exc:  # before TimeoutError: a FlowTimeout names what a role waited for
-        report.error = f"{type(exc).__name__}: {exc}"
-    except TimeoutError:
-        report.error = f"flow did not finish within {timeout:g} s"
-    except Exception as exc:
-        report.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        if ctx.conf_task is not None and not ctx.conf_task.done():
-            ctx.conf_task.cancel()
-        if ctx.conf_task is not None:
-            await asyncio.gather(ctx.conf_task, return_exceptions=True)
-        await ctx.steady.close()
+    async def start() -> None:
+        for proxy in proxies:
+            await proxy.start()
+        if cs is not None:
+            await mrfp.start()
+        for agent in agents:
+            await agent.start()
+        await asyncio.gather(*(reg.register() for reg in regs))
+        for reg in regs:
+            reg.start_refresh()
+
+    async def stop() -> None:
         for reg in regs:
             await reg.stop()
             report.registrations[reg.agent.role] = list(reg.attempts)
@@ -410,7 +386,8 @@ async def play_sut(topology: SutTopology, media_seconds: float = 2.0, faults: fr
             await mrfp.stop()
         for proxy in proxies:
             await proxy.stop()
-        report.duration = time.monotonic() - started
+
+    await play.choreograph(ctx, report, records, branches, timeout, start, stop)
     return report
 
 

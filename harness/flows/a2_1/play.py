@@ -303,15 +303,39 @@ async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset
     # `wait` bounds every wait for a peer (longer on impaired links: harness/agents/placement.py).
     ctx = FlowContext(topology, ues, cs, mrfp,
                       SteadyPhase(set(branches), media_seconds, max(STEADY_SLACK, 3 * wait)), wait)
+
+    async def start() -> None:
+        for proxy in proxies:
+            await proxy.start()
+        await mrfp.start()
+        await cs.start()
+        for ue in ues.values():
+            await ue.start()
+
+    async def stop() -> None:
+        _collect_media(report, ues, mrfp)
+        for agent in (*ues.values(), cs):
+            await agent.stop()
+            if agent.errors:
+                report.agent_errors[agent.role] = list(agent.errors)
+        await mrfp.stop()
+        for proxy in proxies:
+            await proxy.stop()
+
+    await choreograph(ctx, report, records, branches, timeout, start, stop)
+    return report
+
+
+async def choreograph(ctx: FlowContext, report: PlayReport, records: dict[str, StepRecord],
+                      branches: dict[str, list[Step]], timeout: float,
+                      start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
+    """Start the agents, run the unbranched steps in order and then the branches side by side, all
+    within `timeout`; whatever happens, stop the conference and the agents and time the run.
+    Shared by `play` (every role embedded) and `external.play_sut` (some roles are SUTs)."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            for proxy in proxies:
-                await proxy.start()
-            await mrfp.start()
-            await cs.start()
-            for ue in ues.values():
-                await ue.start()
+            await start()
             for step in (s for s in STEPS if s.branch is None):
                 await _run_step(ctx, step, records[step.id])
                 await asyncio.sleep(PAUSE_AFTER.get(step.id, 0.0))
@@ -335,16 +359,8 @@ async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset
         if ctx.conf_task is not None:
             await asyncio.gather(ctx.conf_task, return_exceptions=True)
         await ctx.steady.close()
-        _collect_media(report, ues, mrfp)
-        for agent in (*ues.values(), cs):
-            await agent.stop()
-            if agent.errors:
-                report.agent_errors[agent.role] = list(agent.errors)
-        await mrfp.stop()
-        for proxy in proxies:
-            await proxy.stop()
+        await stop()
         report.duration = time.monotonic() - started
-    return report
 
 
 def _collect_media(report: PlayReport, ues: dict[str, UserEquipment], mrfp: Mrfp) -> None:
