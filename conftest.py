@@ -8,6 +8,9 @@ very sockets, so no other process (another pytest session on this machine) can s
 check and a bind. Captures land in captures/pytest-<testrun_uid>/<worker>/<test>/.
 Tests that share one external SUT account carry `@pytest.mark.xdist_group("<account>")` and tox
 runs with `--dist loadgroup`, so one worker runs them in turn.
+
+testcases/steps_junit.py (registered below) gives --junitxml one testcase per step (`A.2.1 step 22~27`,
+the verifier's reason as failure message, capture/report paths as properties) and --prune-passed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ ROOT = Path(__file__).resolve().parent
 SUBNETS_PER_WORKER = 24
 FIRST_SUBNET, LAST_SUBNET = 100, 254
 
+pytest_plugins = ("testcases.steps_junit",)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "SIP/IMS harness")
@@ -33,6 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sut-profile", type=Path, default=None, metavar="FILE",
                     help="a SUT profile (TOML): testcases/test_sut_profile.py plays A.2.1 as it says, at its "
                          "own addresses, and judges every step")
+    group.addoption("--prune-passed", action="store_true", default=False,
+                    help="at the end, delete the capture directories of runs whose tests all passed; a run "
+                         "any failed or errored test used is kept (testcases/steps_junit.py)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -135,10 +143,12 @@ def run_root(testrun_uid: str, worker_id: str) -> Path:
 def flow_runner(capture_tools: None, subnets: Iterator[int], run_root: Path, pytestconfig: pytest.Config):
     """Call `flow_runner(name, faults=...)` to play A.2.1 under a capture and get the RunOutcome."""
     from harness.session import captured_run
+    from testcases.steps_junit import note_run
 
     media = pytestconfig.getoption("--media-seconds")
 
     def run(name: str, *, flow: str = "a2.1", faults: frozenset[str] = frozenset(), media_seconds: float = media):
+        note_run(run_root / name)
         return captured_run(flow, run_root / name, media_seconds=media_seconds, faults=faults,
                             subnet=next(subnets), timeout=60.0)
 
@@ -156,6 +166,7 @@ def sut_runner(capture_tools: None, subnets: Iterator[int], subnet_pool, run_roo
     from harness.capture.dumpcap import ToolMissing
     from harness.profile import Profile, load_profile, relocated
     from harness.sut_run import captured_sut_run
+    from testcases.steps_junit import note_run
 
     media = pytestconfig.getoption("--media-seconds")
 
@@ -166,6 +177,7 @@ def sut_runner(capture_tools: None, subnets: Iterator[int], subnet_pool, run_roo
         subnet_pool.release_unused()  # Kamailio, baresip, linphonec bind these addresses themselves
         if relocate:
             loaded = relocated(loaded, subnet)
+        note_run(run_root / name)
         try:
             return captured_sut_run(loaded, run_root / name, media_seconds=media_seconds, subnet=subnet,
                                     **kwargs)  # type: ignore[arg-type]
@@ -206,11 +218,13 @@ def netns_runner(capture_tools: None, netns_tools: None, run_root: Path, pytestc
     """Call `netns_runner(name, impairment)` to play A.2.1 with every role on its own test host
     (harness/agents/placement.py), captured on the bridge; the namespaces are gone when it returns."""
     from harness.session import captured_run
+    from testcases.steps_junit import note_run
 
     media = pytestconfig.getoption("--media-seconds")
 
     def run(name: str, impairment=None, *, faults: frozenset[str] = frozenset(),  # noqa: ANN001
             media_seconds: float = media):
+        note_run(run_root / name)
         return captured_run("a2.1", run_root / name, media_seconds=media_seconds, faults=faults,
                             placement="netns", impairment=impairment)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.flows.a2_1.steps import FLOW
+from testcases.steps_junit import record_step
 
 STEP_IDS = [step.id for step in FLOW.steps]
 
@@ -33,6 +34,8 @@ def explain(outcome, step) -> str:  # noqa: ANN001
 
 
 def assert_step_passes(outcome, step_id: str) -> None:  # noqa: ANN001
+    """The step test: in --junitxml named `A.2.1 step <id>`, with the verifier's reason (steps_junit.py)."""
+    record_step(outcome, step_id)
     step = step_result(outcome, step_id)
     assert step.checks, f"step {step_id} ran no check"
     assert step.verdict == "pass", explain(outcome, step)

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from harness.flows.a2_1.steps import FLOW
+from testcases.steps_junit import record_step
 
 pytestmark = pytest.mark.flow
 
@@ -23,7 +24,9 @@ def _explain(step) -> str:  # noqa: ANN001
 
 @pytest.mark.parametrize("step_id", [step.id for step in FLOW.steps])
 def test_step(a21_run, step_id: str) -> None:
-    step = next(s for s in a21_run.result.steps if s.step == step_id)
+    """In --junitxml: `A.2.1 step <id>`, the verifier's reason as failure message (steps_junit.py)."""
+    step = record_step(a21_run, step_id)
+    assert step is not None, f"the verdict has no step {step_id}"
     assert step.checks, f"step {step_id} ran no check"
     assert step.verdict == "pass", f"step {step_id} {step.verdict}:\n{_explain(step)}"
 
