@@ -1,4 +1,4 @@
-"""Command line: `python -m harness run a2.1 [--profile FILE] | verify PCAP | profile check FILE`.
+"""Command line: `python -m harness run a2.1 [--profile FILE] | verify PCAP | ladder PCAP -o OUT.html | profile check FILE`.
 
 Exit codes are a contract other tools rely on: 0 every step passed, 1 a step failed or was
 inconclusive, 2 bad input (unreadable capture, unknown flow, bad option, missing tool).
@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--annotate", type=Path, metavar="OUT.pcapng",
                         help="write a pcapng copy of the capture with a comment on every SIP frame naming its step "
                              "and verdict (open it in Wireshark)")
+
+    ladder = sub.add_parser("ladder", help="draw the ladder of a capture as one self-contained HTML page")
+    ladder.add_argument("pcap", type=Path)
+    ladder.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.html", help="the page to write")
+    ladder.add_argument("--flow", default="a2.1", help="flow id (default a2.1)")
+    ladder.add_argument("--role", action="append", type=_role_option, default=[], metavar="ROLE=HOST[:PORT]",
+                        help="pin a role to an address (UE-1, UE-2, UE-3, CS, P-CSCF, S-CSCF, MRFP)")
+    ladder.add_argument("--factory-uri", help="the conference factory URI (checks CONF-1 exactly)")
 
     sub.add_parser("faults", help="list the fault catalogue agents can be told to commit")
     load_cli.add_parser(sub)
@@ -149,6 +157,30 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_PASS if analysis.result.verdict == "pass" else EXIT_FAIL
 
 
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    """Exit 0 when the page is written (whatever the verdict), 2 on bad input."""
+    from harness.report.html import render_ladder_html
+    from harness.verify import BadInput, analyse_capture
+
+    flow = load_flow(args.flow)
+    if not args.pcap.is_file():
+        print(f"error: {args.pcap}: no such capture file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        analysis = analyse_capture(args.pcap, flow=flow.FLOW.name, roles=dict(args.role) or None,
+                                   factory_uri=args.factory_uri)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        args.out.write_text(render_ladder_html(analysis), encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"ladder: {args.out} ({analysis.result.flow} verdict {analysis.result.verdict})", file=sys.stderr)
+    return EXIT_PASS
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.agents.faults import FAULTS
     from harness.capture.dumpcap import CaptureError, ToolMissing, require_tools
@@ -217,6 +249,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.netns:
         print("placement: " + ", ".join(f"{k} {v}" for k, v in outcome.placement.items()), file=sys.stderr)
     print(f"capture: {outcome.pcap}\nverdict: {outcome.verdict_path}", file=sys.stderr)
+    annotated, report = getattr(outcome, "annotated_path", None), getattr(outcome, "report_path", None)
+    if annotated is not None:
+        print(f"annotated capture: {annotated}", file=sys.stderr)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
     for problem in outcome.problems:
         print(f"error: {problem}", file=sys.stderr)
     ok = outcome.result.verdict == "pass" and outcome.play_error is None and not outcome.problems
@@ -262,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "ladder":
+            return _cmd_ladder(args)
         if args.command == "profile":
             return _cmd_profile(args)
         if args.command == "load":

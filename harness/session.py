@@ -1,7 +1,8 @@
 """One captured run: agents play a flow on loopback while dumpcap records, then the verifier judges.
 
 Shared by the CLI and the pytest fixtures so both produce the same artifacts:
-`OUT/<flow>.pcapng` and `OUT/verdict.json`.
+`OUT/<flow>.pcapng`, `OUT/verdict.json`, `OUT/<flow>.annotated.pcapng` (a comment naming step and
+verdict on every SIP frame) and `OUT/report.html` (verdict table, ladder, links to the three).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class RunOutcome:
     placement: dict[str, object] = field(default_factory=dict)  # where the roles ran, link impairment stats
     retransmissions: dict[str, int] = field(default_factory=dict)  # step id -> retransmitted copies
     problems: list[str] = field(default_factory=list)  # the run itself went wrong: capture died, disk full
+    report_path: Path | None = None      # OUT/report.html: verdict table, ladder, links (None: not written)
+    annotated_path: Path | None = None   # OUT/<flow>.annotated.pcapng: step and verdict on every SIP frame
 
 
 def captured_run(flow_id: str, out: Path, *, media_seconds: float = 2.0, faults: frozenset[str] = frozenset(),
@@ -46,6 +49,7 @@ def captured_run(flow_id: str, out: Path, *, media_seconds: float = 2.0, faults:
     from harness.agents.errors import FlowError
     from harness.agents.placement import placed_run
     from harness.capture.dumpcap import Capture
+    from harness.report.html import write_run_report
     from harness.stats import retransmissions_per_step
     from harness.verify import analyse_capture
 
@@ -79,5 +83,7 @@ def captured_run(flow_id: str, out: Path, *, media_seconds: float = 2.0, faults:
         verdict_path.write_text(json.dumps({**result.to_json(), "retransmissions": retrans}, indent=2) + "\n")
     except OSError as exc:  # e.g. the disk filled up: the verdict is still returned and printed
         problems.append(f"verdict not written to {verdict_path}: {exc.strerror or exc}")
+    written = write_run_report(analysis, out, pcap, verdict_path)
+    problems += written.problems
     return RunOutcome(pcap, verdict_path, result, analysis, play_error, topology.role_map(), placed, retrans,
-                      problems)
+                      problems, written.report, written.annotated)

@@ -23,6 +23,7 @@ from harness.flows.a2_1.external import SutReport, run_sut
 from harness.flows.a2_1.steps import FLOW as A21
 from harness.peers.launch import launched_peers
 from harness.profile import Profile
+from harness.report.html import write_run_report
 from harness.session import RunOutcome
 from harness.stats import retransmissions_per_step
 from harness.verify import BadInput, analyse_capture
@@ -78,8 +79,10 @@ def captured_sut_run(profile: Profile, out: Path, *, media_seconds: float = 2.0,
     retrans = retransmissions_per_step(analysis)
     verdict_path = out / "verdict.json"
     verdict_path.write_text(json.dumps({**result.to_json(), "retransmissions": retrans}, indent=2) + "\n")
+    written = write_run_report(analysis, out, pcap, verdict_path)
     return SutOutcome(pcap=pcap, verdict_path=verdict_path, result=result, analysis=analysis,
                       play_error=play_error, roles=topology.role_map(), retransmissions=retrans,
+                      problems=written.problems, report_path=written.report, annotated_path=written.annotated,
                       report=report, topology=topology)
 
 
