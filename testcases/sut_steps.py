@@ -61,3 +61,31 @@ def sip_fields(pcap: Path, display_filter: str, *fields: str) -> list[list[str]]
         args += ["-e", name]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
     return [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+
+
+def peer_suite(profile: Path, name: str, deviations: dict[str, tuple[set[str], str]]) -> dict[str, object]:
+    """The step tests of one third-party peer's profile, for a test module to take into its namespace:
+    `globals().update(peer_suite(PROFILE, "baresip-ue2-ue3", DEVIATIONS))`.
+
+    A module-scoped `run` (one SUT run per module), `test_step` per step (the deviating ones strict
+    xfails), `test_known_deviation_is_exactly_what_fails` and `test_the_flow_ran_to_the_end`; the
+    module adds its peer-specific tests, which may use `run` too."""
+
+    @pytest.fixture(scope="module")
+    def run(sut_runner):  # noqa: ANN001, ANN202
+        return sut_runner(profile, name)
+
+    @pytest.mark.parametrize("step_id", step_params(deviations))
+    def test_step(run, step_id: str) -> None:  # noqa: ANN001
+        assert_step_passes(run, step_id)
+
+    @pytest.mark.parametrize("step_id", sorted(deviations))
+    def test_known_deviation_is_exactly_what_fails(run, step_id: str) -> None:  # noqa: ANN001
+        assert_fails_exactly(run, step_id, deviations[step_id][0])
+
+    def test_the_flow_ran_to_the_end(run) -> None:  # noqa: ANN001
+        assert run.play_error is None, run.play_error
+
+    return {"run": run, "test_step": test_step,
+            "test_known_deviation_is_exactly_what_fails": test_known_deviation_is_exactly_what_fails,
+            "test_the_flow_ran_to_the_end": test_the_flow_ran_to_the_end}

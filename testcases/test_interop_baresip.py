@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from harness.peers.baresip import RTP_PORTS
-from testcases.sut_steps import assert_fails_exactly, assert_step_passes, sip_fields, step_params
+from testcases.sut_steps import peer_suite, sip_fields
 
 # One worker runs a module's tests (tox: --dist loadgroup), so its shared run happens once.
 pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("interop-baresip")]
@@ -35,23 +35,7 @@ NO_REFERRED_BY = ("baresip 1.0 does not copy Referred-By from the REFER into its
 DEVIATIONS = {"34~35": ({"JOIN-2"}, NO_REFERRED_BY), "65~66": ({"JOIN-2"}, NO_REFERRED_BY)}
 
 
-@pytest.fixture(scope="module")
-def run(sut_runner):  # noqa: ANN001, ANN201
-    return sut_runner(PROFILE, "baresip-ue2-ue3")
-
-
-@pytest.mark.parametrize("step_id", step_params(DEVIATIONS))
-def test_step(run, step_id: str) -> None:  # noqa: ANN001
-    assert_step_passes(run, step_id)
-
-
-@pytest.mark.parametrize("step_id", sorted(DEVIATIONS))
-def test_known_deviation_is_exactly_what_fails(run, step_id: str) -> None:  # noqa: ANN001
-    assert_fails_exactly(run, step_id, DEVIATIONS[step_id][0])
-
-
-def test_the_flow_ran_to_the_end(run) -> None:  # noqa: ANN001
-    assert run.play_error is None, run.play_error
+globals().update(peer_suite(PROFILE, "baresip-ue2-ue3", DEVIATIONS))  # run, test_step, deviations, flow end
 
 
 def test_baresip_reached_the_conference_through_the_s_cscf(run) -> None:  # noqa: ANN001
