@@ -10,20 +10,39 @@ Both are measured in the same run on loopback, as wall-clock rate and per CPU-se
   the CS (harness.load.runner.LoadRun, no capture); messages = SIP datagrams the agents sent
   (counted on their SIP sockets); CPU = this process's user+system time during the run. By
   default media is off (signalling only, what SIPp's uac/uas do too); --media keeps the RTP/RTCP
-  every leg would send.
+  every leg would send. With media off no leg, MRFP mix or RTCP report is started and no tone
+  table is prepared (the MRFP's 20 ms tick and its busy-wait do not run either).
 
     .venv/bin/python benchmarks/vs_sipp.py [--calls 30000] [--sipp-rate 10000] [--instances 40]
                                            [--concurrency 20] [--media]
 
 Prints both rates and both ratios (harness / SIPp). The issue's target is >= 0.5 per CPU-second.
 
-Where the harness's time goes (cProfile, 40 instances, media off, ~2.2 ms per received datagram):
-the stateless proxies take 45 % (forwarding re-serialises every message through the Scapy layer:
-`agents/wire.to_wire` is ~20 % of the run; `SipMessage.top_via` re-splits every Via value with a
-character loop, ~16 %), codec parsing ~9 %, RTCP BYE building at leg stop ~10 %. Candidates, in
-order of gain: a Scapy-built template per message kind with byte patching of the few fields that
-change (the issue's own suggestion), a cached top Via, and forwarding by patching the received
-bytes (Via, Record-Route, Max-Forwards) instead of re-serialising.
+Where the time went before issue 6's points 3-4 (cProfile, 40 instances, media off): the stateless
+proxies 45 % (every forward parsed and re-serialised through Scapy: `to_wire` ~20 % of the run,
+`SipMessage.top_via` re-splitting every Via value with a character loop ~16 %), codec parsing ~9 %.
+Measured 0.021-0.026 per CPU-second. What changed, each step measured with this script:
+
+- proxies forward by patching the received bytes (agents/proxy.py FastPath: new top Via,
+  Record-Route, Max-Forwards - 1, popped Route, received/rport, own Via popped from responses),
+  after the same §16.3 checks; anything unusual, and any fault, takes the reference path: a REFER
+  forward costs ~55 us instead of ~305 us (parse, route, Scapy build; micro-benchmark);
+- agents serialise from a Scapy-built template per message shape, values patched in
+  (agents/wire.py): ~3 us instead of a ~115 us Scapy build plus a re-parse per message;
+- codec: top Via and From/To parsed once per header line, comma splitting without a character
+  loop, one-pass head parsing for regular heads, parse caches of immutable values (URI, name-addr,
+  Via, SDP), a deadline heap in the transaction layer instead of scanning every transaction;
+- net/udp.py: sockets driven by add_reader/sendto instead of asyncio datagram transports (~25 %);
+- this script: the MRFP's 20 ms tick (and its busy-wait) and tone tables stay off with media.
+
+Now (py-spy, 80 instances, media off, ~300 us of CPU per SIP message): proxies' fast path ~15 %
+(head scan, Via parse), the agents' transaction layer ~13 % (parsing ~8 %), the choreography
+(load runner steps: UE calls, REFER, BYE: building requests and SDP, binding RTP sockets) ~18 %,
+UE/CS request handling ~10 %, the sendto system call ~7 %, asyncio tasks/futures/handles and GC
+the rest: a flat profile. Measured 0.072 per CPU-second (2 vCPUs shared with other jobs). The
+0.5 target would need agents that also stay on bytes end to end (per-dialog templates for every
+message, no SipMessage, future or task per request) and batched socket I/O (recvmmsg/sendmmsg),
+or a compiled core; not reachable by tuning this Python design.
 """
 
 from __future__ import annotations
@@ -199,7 +218,18 @@ def measure_harness(instances: int, concurrency: int, media: bool) -> tuple[Rate
         from harness.agents import mrfp as mrfp_mod
         from harness.agents import rtcp as rtcp_mod
 
+        async def no_pacer(self: mrfp_mod.Mrfp) -> None:
+            """The MRFP's 20 ms mixing tick (and the pacer's busy-wait before each) has nothing to do."""
+
+        class NoTone:
+            """No leg ever sends RTP, so no tone table is prepared for it either."""
+
+            def __init__(self, hz: float) -> None:
+                self.hz = hz
+
+        media_mod.ToneGenerator = NoTone  # type: ignore[assignment, misc]
         media_mod.MediaLeg.start = lambda self: None  # type: ignore[method-assign]
+        mrfp_mod.Mrfp.start = no_pacer  # type: ignore[method-assign]
         mrfp_mod.Mrfp._on_tick = lambda self, skipped: None  # type: ignore[method-assign]
         rtcp_mod.RtcpLeg.start = lambda self: None  # type: ignore[method-assign]
         rtcp_mod.RtcpLeg.send_report = lambda self, bye=False: None  # type: ignore[method-assign]

@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 Addr = tuple[str, int]
 # (ip, port) -> a non-blocking UDP socket bound there, or None to let asyncio bind one here.
 Binder = Callable[[str, int], "socket.socket | None"]
 BINDER: ContextVar[Binder | None] = ContextVar("harness_udp_binder", default=None)
+MAX_DATAGRAM = 256 * 1024  # asyncio's datagram read size
 
 
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
@@ -39,29 +41,28 @@ def frame_datagram(data: bytes) -> bytes:
     return data[:stop] if stop < len(data) else data
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, Addr], None] | None) -> None:
-        self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
-        if self.on_datagram is not None:
-            self.on_datagram(data, addr[:2])
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP port unreachable on loopback after a peer closed: nothing to do
+READ_BURST = 64  # datagrams read per readiness event before the loop gets the CPU back
 
 
 class UdpSocket:
-    """A bound UDP socket: `sendto`, and a callback per received datagram."""
+    """A bound UDP socket: `sendto`, and a callback per received datagram.
 
-    def __init__(self, transport: asyncio.DatagramTransport, protocol: _Datagrams) -> None:
-        self._transport = transport
-        self._protocol = protocol
-        self.local: Addr = transport.get_extra_info("sockname")[:2]
+    Driven straight from the event loop's selector (`add_reader`) rather than through an asyncio
+    DatagramTransport: a readiness event drains up to READ_BURST queued datagrams in one callback,
+    and `sendto` goes to the kernel at once, queueing (and waiting for writability) only when the
+    socket buffer is full, as the transport would. Errors the kernel reports on a UDP socket (ICMP
+    port unreachable after a peer closed) are ignored, as `error_received` did.
+    """
+
+    def __init__(self, sock: socket.socket, on_datagram: Callable[[bytes, Addr], None] | None,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._sock = sock
+        self._loop = loop
+        self._on_datagram = on_datagram
+        self._pending: deque[tuple[bytes, Addr]] = deque()  # waiting for the socket to be writable
+        self._closed = False
+        self.local: Addr = sock.getsockname()[:2]
+        loop.add_reader(sock.fileno(), self._read_ready)
 
     @classmethod
     async def bind(cls, ip: str, port: int, on_datagram: Callable[[bytes, Addr], None] | None = None,
@@ -71,19 +72,70 @@ class UdpSocket:
         binder = BINDER.get()
         if sock is None and binder is not None:
             sock = binder(ip, port)
-        where: dict[str, Any] = {"sock": sock} if sock is not None else {"local_addr": (ip, port)}
-        transport, protocol = await loop.create_datagram_endpoint(lambda: _Datagrams(on_datagram), **where)
-        return cls(transport, protocol)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind((ip, port))
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock.setblocking(False)
+        return cls(sock, on_datagram, loop)
 
     def set_receiver(self, on_datagram: Callable[[bytes, Addr], None] | None) -> None:
-        self._protocol.on_datagram = on_datagram
+        self._on_datagram = on_datagram
+
+    def _read_ready(self) -> None:
+        recvfrom = self._sock.recvfrom
+        for _ in range(READ_BURST):
+            if self._closed:
+                return
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP error reported on the socket: nothing to do, read on
+            if self._on_datagram is not None:
+                self._on_datagram(data, addr[:2])
 
     def sendto(self, data: bytes, addr: Addr) -> None:
-        if not self._transport.is_closing():
-            self._transport.sendto(data, addr)
+        if self._closed:
+            return
+        if not self._pending:
+            try:
+                self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._sock.fileno(), self._write_ready)
+            except OSError:
+                return  # e.g. ICMP port unreachable reported here: like error_received, ignored
+        self._pending.append((data, addr))
+
+    def _write_ready(self) -> None:
+        while self._pending and not self._closed:
+            data, addr = self._pending[0]
+            try:
+                self._sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                pass
+            self._pending.popleft()
+        if not self._closed:
+            self._loop.remove_writer(self._sock.fileno())
 
     def close(self) -> None:
-        self._transport.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._pending.clear()
+        if not self._loop.is_closed():
+            self._loop.remove_reader(self._sock.fileno())
+            self._loop.remove_writer(self._sock.fileno())
+        self._sock.close()
 
 
 async def bind_rtp_pair(ip: str, first_port: int, attempts: int = 500) -> tuple[UdpSocket, UdpSocket]:
@@ -202,10 +254,13 @@ class SipUdpEndpoint:
             if sock is not None:
                 sock.sendto(data, addr)
         at = self.core.get_timer()
-        if at != self._timer_at:
+        armed = self._timer_at
+        # Re-arm only for an earlier deadline: a wake-up that comes first finds nothing due and
+        # re-arms for the real one (no handle churn for every timer a transaction starts).
+        if at is not None and (armed is None or at < armed):
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = self._loop.call_at(at, self._handle_timer) if at is not None else None
+            self._timer = self._loop.call_at(at, self._handle_timer)
             self._timer_at = at
         while (event := self.core.next_event()) is not None:
             if self.on_event is not None:

@@ -8,6 +8,7 @@ kept as seen (quotes included) so a malformed value such as `reason=reason=nores
 
 import re
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from urllib.parse import unquote as _pct_decode
 
 from .errors import SipBuildError, SipParseError
@@ -19,6 +20,7 @@ __all__ = [
     "SipUri",
     "SubscriptionState",
     "Via",
+    "first_comma_value",
     "format_params",
     "parse_cseq",
     "parse_params",
@@ -31,6 +33,11 @@ __all__ = [
 ]
 
 Params = dict[str, str | None]
+
+#: Parsed values are immutable (frozen; their params dicts are never changed in place: use
+#: `replace`/`with_params`), so the parsers of URIs, name-addrs and Vias remember their last texts:
+#: an agent, the transaction layer and a proxy in one process read the same values many times.
+PARSE_CACHE = 4096
 
 # RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
@@ -80,26 +87,37 @@ def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_SPECIALS = {",": re.compile(r'[<>",]'), ";": re.compile(r'[<>";]')}
+
+
 def _split_outside(text: str, sep: str) -> list[str]:
     """Split on `sep` except inside quoted strings and <...>; never raises (unclosed = to the end)."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)  # nothing to respect: the common case, at C speed
+    specials = _SPECIALS.get(sep) or re.compile('[<>"' + re.escape(sep) + "]")
     parts: list[str] = []
     depth = 0
     start = 0
-    i = 0
-    while i < len(text):
+    pos = 0
+    search = specials.search
+    while (found := search(text, pos)) is not None:
+        i = found.start()
         ch = text[i]
         if ch == '"':
             end = _quoted_end(text, i)
-            i = len(text) if end < 0 else end
+            if end < 0:
+                break
+            pos = end
             continue
         if ch == "<":
             depth += 1
-        elif ch == ">" and depth:
-            depth -= 1
-        elif ch == sep and not depth:
+        elif ch == ">":
+            if depth:
+                depth -= 1
+        elif not depth:  # the separator, outside <...>
             parts.append(text[start:i])
             start = i + 1
-        i += 1
+        pos = i + 1
     parts.append(text[start:])
     return parts
 
@@ -109,7 +127,20 @@ def split_commas(text: str) -> list[str]:
 
     Empty elements are dropped and each element is stripped.
     """
-    return [part.strip() for part in _split_outside(text, ",") if part.strip()]
+    return list(_split_commas(text))
+
+
+@lru_cache(maxsize=PARSE_CACHE)
+def _split_commas(text: str) -> tuple[str, ...]:
+    return tuple(stripped for part in _split_outside(text, ",") if (stripped := part.strip()))
+
+
+def first_comma_value(text: str) -> str | None:
+    """`split_commas(text)[0]`, or None when there is no value (what a top Via or Route needs)."""
+    if "," not in text:
+        return text.strip() or None
+    parts = split_commas(text)
+    return parts[0] if parts else None
 
 
 def parse_params(text: str) -> Params:
@@ -232,6 +263,7 @@ class SipUri:
             raise SipBuildError("SipUri needs a host")
 
     @classmethod
+    @lru_cache(maxsize=PARSE_CACHE)
     def parse(cls, text: str) -> "SipUri":
         match = _SCHEME_RE.fullmatch(text)
         if not match:
@@ -348,6 +380,7 @@ def _decode(value: str | None) -> str | None:
     return None if value is None else _pct_decode(value, errors="surrogateescape")
 
 
+@lru_cache(maxsize=PARSE_CACHE)
 def parse_uri(text: str) -> SipUri | AbsoluteUri:
     """A sip/sips URI as SipUri, any other absolute URI as an opaque AbsoluteUri."""
     match = _SCHEME_RE.fullmatch(text)
@@ -398,6 +431,7 @@ class NameAddr:
     __hash__ = _field_hash
 
     @classmethod
+    @lru_cache(maxsize=PARSE_CACHE)
     def parse(cls, text: str) -> "NameAddr":
         s = text.strip(" \t\r\n")
         if not s:
@@ -475,6 +509,7 @@ class Via:
     __hash__ = _field_hash
 
     @classmethod
+    @lru_cache(maxsize=PARSE_CACHE)
     def parse(cls, text: str) -> "Via":
         s = text.strip(" \t\r\n")
         match = _VIA_PROTO_RE.fullmatch(s)

@@ -8,9 +8,10 @@ are normalised only in `Header.canonical`, which every lookup goes through.
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 from .errors import SipBuildError, SipParseError
-from .headers import NameAddr, Via, parse_cseq, parse_status_line, split_commas
+from .headers import NameAddr, Via, first_comma_value, parse_cseq, parse_status_line, split_commas
 
 __all__ = ["COMPACT_FORMS", "Header", "SipMessage", "SipParseError", "canonical_name"]
 
@@ -94,21 +95,27 @@ def canonical_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """One header line as on the wire. `eol` None means "the message's line end"."""
+    """One header line as on the wire. `eol` None means "the message's line end".
+
+    `canonical` (compact form expanded, canonical case) is computed once, when the line is made:
+    every header lookup compares it."""
 
     name: str
     value: str
     sep: str = ": "
     eol: str | None = None
+    canonical: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def canonical(self) -> str:
-        return canonical_name(self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "canonical", canonical_name(self.name))
 
     @property
     def unfolded(self) -> str:
         """The value with folding replaced by one SP and outer whitespace stripped (RFC 3261 §7.3.1)."""
-        return _FOLD_RE.sub(" ", self.value).strip(" \t")
+        value = self.value
+        if "\n" in value:
+            value = _FOLD_RE.sub(" ", value)
+        return value.strip(" \t")
 
 
 @dataclass(slots=True)
@@ -124,6 +131,10 @@ class SipMessage:
     version: str = "SIP/2.0"
     eol: str = field(default="\r\n", repr=False)
     blank_eol: str | None = field(default=None, repr=False)
+    # Parsed values of single header lines, keyed by purpose ("via", "from", "to"): (the Header the
+    # value came from, the value). Headers are immutable, so an entry is valid while that very
+    # Header object is still the one a lookup finds; edits of `headers` need no invalidation.
+    _parsed: dict[str, tuple[Header, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # --- construction -----------------------------------------------------------------------
 
@@ -251,10 +262,16 @@ class SipMessage:
         want = canonical_name(name)
         return [i for i, h in enumerate(self.headers) if h.canonical == want]
 
+    def _first(self, canonical: str) -> Header | None:
+        for h in self.headers:
+            if h.canonical == canonical:
+                return h
+        return None
+
     def get(self, name: str) -> str | None:
         """The first header line's value (unfolded, stripped); compact-aware, case-insensitive."""
-        idx = self._matching(name)
-        return self.headers[idx[0]].unfolded if idx else None
+        header = self._first(canonical_name(name))
+        return None if header is None else header.unfolded
 
     def get_all(self, name: str) -> list[str]:
         """Every value in order: all header lines, each split at commas (RFC 3261 §7.3.1) unless
@@ -325,13 +342,24 @@ class SipMessage:
     def cseq(self) -> tuple[int, str]:
         return parse_cseq(self._require("CSeq"))
 
+    def _name_addr(self, name: str, key: str) -> NameAddr:
+        header = self._first(name)
+        if header is None:
+            raise SipParseError(f"{self.start_line!r} has no {name} header")
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] is header:
+            return cached[1]  # type: ignore[no-any-return]
+        value = NameAddr.parse(header.unfolded)
+        self._parsed[key] = (header, value)
+        return value
+
     @property
     def from_addr(self) -> NameAddr:
-        return NameAddr.parse(self._require("From"))
+        return self._name_addr("From", "from")
 
     @property
     def to_addr(self) -> NameAddr:
-        return NameAddr.parse(self._require("To"))
+        return self._name_addr("To", "to")
 
     @property
     def from_tag(self) -> str | None:
@@ -343,10 +371,20 @@ class SipMessage:
 
     @property
     def top_via(self) -> Via:
-        vias = self.get_all("Via")
-        if not vias:
-            raise SipParseError(f"{self.start_line!r} has no Via header")
-        return Via.parse(vias[0])
+        """The first Via value (of the first Via line that has one), parsed once per line."""
+        for header in self.headers:
+            if header.canonical != "Via":
+                continue
+            cached = self._parsed.get("via")
+            if cached is not None and cached[0] is header:
+                return cached[1]  # type: ignore[no-any-return]
+            first = first_comma_value(header.unfolded)
+            if first is None:
+                continue  # an empty Via line: get_all() skips it too
+            via = Via.parse(first)
+            self._parsed["via"] = (header, via)
+            return via
+        raise SipParseError(f"{self.start_line!r} has no Via header")
 
     @property
     def branch(self) -> str | None:
@@ -369,8 +407,32 @@ def _build_header(name: str, value: str, sep: str = ": ", eol: str | None = None
     return Header(name, value, sep, eol)
 
 
+# The common head: UTF-8, CRLF line ends only, no control characters, no folding.
+_IRREGULAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\r\n[ \t]")
+_HEADER_LINES_RE = re.compile(r"\r\n([A-Za-z0-9\-.!%*_+`'~]+)([ \t]*:[ \t]*)([^\r\n]*)")
+
+
 def _parse_head(data: bytes) -> tuple[SipMessage, int]:
     """Start line and headers; returns the message (empty body) and the offset of the body."""
+    end = data.find(b"\r\n\r\n")
+    if end > 0:
+        try:
+            text = data[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        first = text.find("\r\n")
+        start = text if first < 0 else text[:first]
+        if start and not _IRREGULAR.search(text):
+            found = _HEADER_LINES_RE.findall(text, max(first, 0)) if first >= 0 else []
+            if len(found) == text.count("\r\n"):  # every header line read whole: the same as below
+                msg = _parse_start_line(start)
+                msg.headers = [Header(n, v, s) for n, s, v in found]
+                return msg, end + 4
+    return _parse_head_lines(data)
+
+
+def _parse_head_lines(data: bytes) -> tuple[SipMessage, int]:
+    """Line by line, for any head (LF line ends, folding, ...), saying where it goes wrong."""
     lines: list[tuple[str, str]] = []  # (text, line end)
     pos = 0
     while True:

@@ -6,6 +6,7 @@ Edits (`with_direction`, `bump_version`) return a new Sdp and touch only the lin
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from .errors import SipBuildError, SipParseError
 
@@ -174,8 +175,14 @@ class Sdp:
 
     @classmethod
     def parse(cls, data: bytes) -> "Sdp":
+        """Parse a body; an Sdp is immutable, so the last bodies parsed are remembered."""
+        return cls._parse(bytes(data))
+
+    @classmethod
+    @lru_cache(maxsize=1024)
+    def _parse(cls, data: bytes) -> "Sdp":
         try:
-            text = bytes(data).decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SipParseError(f"SDP is not UTF-8 (byte {exc.start})") from None
         body = text.rstrip("\r\n")

@@ -51,6 +51,8 @@ Deliberate choices:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -253,6 +255,28 @@ def server_key(msg: SipMessage, method: str | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- transaction
+Entry = tuple[float, int, "Deadlines", str]
+
+
+class Deadlines(dict[str, float]):
+    """One transaction's timers, timer name -> absolute deadline, that report every arming to
+    the layer's heap, so the earliest deadline of thousands of transactions is found without
+    looking at each. Disarming (pop, del, clear) needs no report: a heap entry whose deadline
+    is no longer in its dict is stale and skipped."""
+
+    __slots__ = ("_heap", "_seq", "txn")
+
+    def __init__(self, heap: list[Entry], seq: itertools.count[int]) -> None:
+        super().__init__()
+        self._heap = heap
+        self._seq = seq
+        self.txn: Transaction | None = None
+
+    def __setitem__(self, name: str, at: float) -> None:
+        dict.__setitem__(self, name, at)
+        heapq.heappush(self._heap, (at, next(self._seq), self, name))
+
+
 @dataclass(slots=True)
 class Transaction:
     """One transaction's state; the layer applies the side effects."""
@@ -316,6 +340,8 @@ class TransactionLayer:
         self._awaiting_ack: dict[tuple[str, int], Transaction] = {}  # (Call-ID, CSeq number)
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[Event] = deque()
+        self._deadlines: list[Entry] = []  # heap of (deadline, arming order, timers, name)
+        self._armed = itertools.count()
 
     # ------------------------------------------------------------------ driver side
     def receive(self, data: bytes, addr: Addr, now: float) -> None:
@@ -334,23 +360,36 @@ class TransactionLayer:
             self._events.append(MessageDropped(f"malformed: {exc}", data, addr))
 
     def handle_timer(self, now: float) -> None:
-        """Fire every deadline <= now, earliest first (re-armed timers may be due too)."""
-        while True:
-            due: tuple[float, Transaction, str] | None = None
-            for txn in (*self._clients.values(), *self._servers.values()):
-                for name, at in txn.timers.items():
-                    if at <= now and (due is None or at < due[0]):
-                        due = (at, txn, name)
-            if due is None:
+        """Fire every deadline <= now, earliest first (re-armed timers may be due too; equal
+        deadlines in the order they were armed)."""
+        heap = self._deadlines
+        while heap:
+            at, _, timers, name = heap[0]
+            if timers.get(name) != at:
+                heapq.heappop(heap)  # stale: fired, disarmed or re-armed since
+                continue
+            if at > now:
                 return
-            at, txn, name = due
-            del txn.timers[name]
-            self._fire(txn, name, at)
+            heapq.heappop(heap)
+            del timers[name]
+            assert timers.txn is not None
+            self._fire(timers.txn, name, at)
 
     def get_timer(self) -> float | None:
-        deadlines = [at for txn in (*self._clients.values(), *self._servers.values())
-                     for at in txn.timers.values()]
-        return min(deadlines, default=None)
+        heap = self._deadlines
+        while heap:
+            at, _, timers, name = heap[0]
+            if timers.get(name) == at:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    def _transaction(self, key: str, role: str, request: SipMessage, addr: Addr, state: str,
+                     request_bytes: bytes) -> Transaction:
+        timers = Deadlines(self._deadlines, self._armed)
+        txn = Transaction(key, role, request, addr, state, timers=timers, request_bytes=request_bytes)
+        timers.txn = txn
+        return txn
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         out, self._out = self._out, []
@@ -382,8 +421,8 @@ class TransactionLayer:
         if key in self._clients:
             raise ValueError(f"client transaction {key} exists: use a new branch")
         invite = msg.method == "INVITE"
-        txn = Transaction(key, "INVITE client" if invite else "non-INVITE client", msg, addr,
-                          CALLING if invite else TRYING, request_bytes=data)
+        txn = self._transaction(key, "INVITE client" if invite else "non-INVITE client", msg, addr,
+                                CALLING if invite else TRYING, request_bytes=data)
         self._clients[key] = txn
         self._out.append((data, addr))
         if invite:
@@ -523,8 +562,8 @@ class TransactionLayer:
                 self._out.append((txn.last_response, self._response_addr(txn)))
             return
         invite = msg.method == "INVITE"
-        txn = Transaction(key, "INVITE server" if invite else "non-INVITE server", msg, addr,
-                          PROCEEDING if invite else TRYING, request_bytes=data)
+        txn = self._transaction(key, "INVITE server" if invite else "non-INVITE server", msg, addr,
+                                PROCEEDING if invite else TRYING, request_bytes=data)
         self._servers[key] = txn
         if invite and self.auto_100:
             txn.timers[TIMER_TRY] = now + TRYING_DELAY
