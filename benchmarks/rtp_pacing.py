@@ -7,12 +7,18 @@ streams (p50, p99), and loss is sequence numbers missing from the capture. A sin
 in the same run first is the reference, so the ratio says what the load costs on this machine.
 
     .venv/bin/python benchmarks/rtp_pacing.py [--streams 30] [--seconds 10] [--reference-seconds 5]
-                                              [--spin SECONDS] [--realtime] [--pin]
+                                              [--spin SECONDS] [--priority pacer|window|none|thread] [--pin]
 
 Needs root (or dumpcap's capabilities) to capture on `lo`. Target: p99 <= 1 ms with 30 streams.
 On a shared 2-vCPU VM the tail is set by preemption (other processes, host steal), which no pacing
-code can undo: the CPU figures printed with the result say how busy the machine was, and
-`--realtime` (SCHED_FIFO, root only) shows what the pacing does when it is not preempted.
+code can undo. So the machine's own jitter is printed next to the figures, measured in the same run:
+a busy loop for 2 s before and 2 s after the streams, and the pacer's own busy-waits during them (a
+gap between two clock reads there is time the process did not run). The CPU line says how busy the
+machine was. `--priority`: `pacer` (the default, as the harness runs) lets the pacer use SCHED_FIFO
+as harness/rtp/stream.py says (busy-wait and sends, and between ticks while the loop is light), when
+the system allows it; `window` only for the busy-wait and sends; `none` never; `thread` keeps the
+whole event-loop thread SCHED_FIFO while the streams run, whatever its load. `--spin` fixes the busy-wait margin
+(default: adaptive, see harness/rtp/stream.py).
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.agents.topology import pick_subnet  # noqa: E402
 from harness.net.udp import UdpSocket  # noqa: E402
 from harness.rtp import PTIME, RtpPacket, RtpParseError, RtpStream, ToneGenerator  # noqa: E402
-from harness.rtp.stream import SPIN, pacer  # noqa: E402
+from harness.rtp.stream import LIGHT_SHARE, REALTIME_PRIORITY, STALL_NS, PacerStats, Realtime, pacer  # noqa: E402
 
 RECEIVER_PORT = 40000
+PRIORITY = "pacer"  # --priority
 SENDER_PORT = 30000
 
 
@@ -62,7 +69,7 @@ class Figures:
                 f"max {self.max_ms:.3f} ms  loss {self.lost}/{self.expected} ({loss:.3f} %)")
 
 
-def stall_probe(seconds: float = 2.0, threshold: float = 0.001) -> list[float]:
+def stall_probe(seconds: float = 2.0, threshold: float = STALL_NS / 1e9) -> list[float]:
     """Gaps longer than `threshold` seen by a busy loop: time this process was not running at all
     (host steal, interrupts, preemption). The floor under any pacing measured on this machine."""
     gaps: list[float] = []
@@ -73,6 +80,14 @@ def stall_probe(seconds: float = 2.0, threshold: float = 0.001) -> list[float]:
             gaps.append(now - last)
         last = now
     return gaps
+
+
+def stall_line(label: str, gaps: list[float], seconds: float) -> str:
+    g = np.array(gaps) * 1000.0
+    if not len(g):
+        return f"{label}: no gap > {STALL_NS / 1e6:g} ms in {seconds:.1f} s"
+    return (f"{label}: gaps > {STALL_NS / 1e6:g} ms: {len(g)} in {seconds:.1f} s ({(g > 1.0).sum()} > 1 ms), "
+            f"longest {g.max():.2f} ms, not running {g.sum() / seconds / 10:.2f} % of the time")
 
 
 def cpu_times() -> list[int]:
@@ -137,12 +152,17 @@ def read_pcapng(path: Path) -> list[tuple[float, str, int, bytes]]:
 
 # --- streams ----------------------------------------------------------------------------------------
 
-async def run_streams(subnet: int, first_host: int, count: int, seconds: float, spin: float,
-                      lateness: list[float]) -> dict[tuple[str, int], int]:
+async def run_streams(subnet: int, first_host: int, count: int, seconds: float,
+                      spin: float | None) -> tuple[dict[tuple[str, int], int], PacerStats]:
     """`count` tone streams from 127.subnet.0.<first_host..> to one receiver; returns packets sent per
-    source, and appends each tick's lateness as the pacer saw it (its own clock) to `lateness`."""
+    source and what the pacer saw on its own clock (with a per-tick trace)."""
     pacer().spin = spin
-    pacer().lateness = lateness
+    pacer().realtime = REALTIME_PRIORITY if PRIORITY in ("pacer", "window") else None
+    pacer().light_share = LIGHT_SHARE if PRIORITY == "pacer" else -1.0
+    stats = pacer().stats = PacerStats(trace=[])
+    thread = Realtime(REALTIME_PRIORITY) if PRIORITY == "thread" else None
+    if thread is not None:
+        thread.enter()
     received = 0
 
     def on_rx(_data: bytes, _addr: tuple[str, int]) -> None:
@@ -164,7 +184,10 @@ async def run_streams(subnet: int, first_host: int, count: int, seconds: float, 
         for sock in socks:
             sock.close()
         rx.close()
-    return {s.local: st.packets_sent for s, st in zip(socks, streams, strict=True)}
+        if thread is not None:
+            thread.leave()
+            stats.policy = f"{thread.policy.split(' while')[0]} for the whole loop thread"
+    return {s.local: st.packets_sent for s, st in zip(socks, streams, strict=True)}, stats
 
 
 def figures(packets: list[tuple[float, str, int, bytes]], sent: dict[tuple[str, int], int]) -> Figures:
@@ -197,11 +220,30 @@ def figures(packets: list[tuple[float, str, int, bytes]], sent: dict[tuple[str, 
     return Figures(len(sent), total, p50, p95, p99, float(dev.max()), lost, expected, sum(sent.values()))
 
 
-async def scenario(subnet: int, streams: int, seconds: float, reference_seconds: float, spin: float,
-                   lateness: list[float]) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-    reference = await run_streams(subnet, 1, 1, reference_seconds, spin, [])
-    loaded = await run_streams(subnet, 10, streams, seconds, spin, lateness)
-    return reference, loaded
+async def scenario(subnet: int, streams: int, seconds: float, reference_seconds: float, spin: float | None
+                   ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int], PacerStats]:
+    reference, _ = await run_streams(subnet, 1, 1, reference_seconds, spin)
+    loaded, stats = await run_streams(subnet, 10, streams, seconds, spin)
+    return reference, loaded, stats
+
+
+def pacer_lines(stats: PacerStats, seconds: float) -> list[str]:
+    """The sender's side of the load run, on its own clock."""
+    trace = stats.trace or []
+    if len(trace) < 2:
+        return []
+    rows = np.array(trace[1:], dtype=np.int64)
+    late = (rows[:, 1] - rows[:, 0]) / 1e6
+    margin = rows[:, 3] / 1e6
+    p50, p99 = np.percentile(late, [50, 99])
+    spun = stats.spin_ns / 1e9
+    return [f"load, sender side: first send after the deadline p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
+            f"({int((late > 0.5).sum())} of {len(late)} ticks > 0.5 ms late, {stats.skipped} grid points skipped); "
+            f"busy-wait margin p50 {np.median(margin):.2f} ms, max {margin.max():.2f} ms; "
+            f"spinning {100 * spun / seconds:.0f} % of one CPU; SCHED_FIFO between ticks after "
+            f"{stats.fifo_between} of {stats.ticks} ticks",
+            stall_line(f"busy-wait during the load run ({spun:.1f} s of it)",
+                       [g / 1e9 for g in stats.stalls], spun)]
 
 
 def main() -> int:
@@ -209,9 +251,11 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--reference-seconds", type=float, default=5.0)
-    parser.add_argument("--spin", type=float, default=SPIN,
-                        help=f"busy-wait before each deadline, seconds (default {SPIN})")
-    parser.add_argument("--realtime", action="store_true", help="run under SCHED_FIFO priority 10 (root)")
+    parser.add_argument("--spin", type=float, default=None,
+                        help="fixed busy-wait margin before each deadline, seconds (default: adaptive)")
+    parser.add_argument("--priority", choices=("pacer", "window", "none", "thread"), default="pacer",
+                        help="SCHED_FIFO as the pacer does it (default), for the busy-wait and sends only, "
+                             "never, or for the whole loop thread")
     parser.add_argument("--pin", action="store_true",
                         help="senders on the first CPU, dumpcap on the others (helps on an idle machine, "
                              "hurts when other processes compete for the senders' CPU)")
@@ -219,10 +263,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.streams > 180:
         parser.error("at most 180 streams (one loopback address each)")
-    if args.realtime:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    global PRIORITY
+    PRIORITY = args.priority
 
-    gaps = stall_probe()
+    gaps_before = stall_probe()
     subnet = pick_subnet(seed=os.getpid() % 97 + 150)
     workdir: Path | None = None
     if args.keep is not None:
@@ -237,30 +281,27 @@ def main() -> int:
     proc = start_dumpcap(pcap, f"udp and net 127.{subnet}.0.0/24", set(cpus[1:]) if pinned else None)
     before = cpu_times()
     try:
-        lateness: list[float] = []
-        reference, loaded = asyncio.run(scenario(subnet, args.streams, args.seconds, args.reference_seconds,
-                                                 args.spin, lateness))
+        reference, loaded, stats = asyncio.run(scenario(subnet, args.streams, args.seconds,
+                                                        args.reference_seconds, args.spin))
         after = cpu_times()
-        time.sleep(0.3)  # let the last packets reach dumpcap
+        gaps_after = stall_probe()
     finally:
         stop_dumpcap(proc)
     packets = read_pcapng(pcap)
     ref = figures(packets, reference)
     load = figures(packets, loaded)
-    policy = "SCHED_FIFO" if args.realtime else "SCHED_OTHER"
     placement = f"senders on CPU {cpus[0]}, dumpcap on {cpus[1:]}" if pinned else "unpinned"
+    spin = "adaptive" if args.spin is None else f"{args.spin * 1000:g} ms"
+    policy = f"pacer {stats.policy}"
     print(f"RTP pacing on 127.{subnet}.0.0/24, {os.cpu_count()} CPUs ({placement}), {policy}, "
-          f"spin {args.spin * 1000:g} ms, capture {pcap}")
+          f"busy-wait margin {spin}, capture {pcap}")
     print(cpu_line(before, after))
-    print(f"stall probe (busy loop, 2 s before the run): {len(gaps)} gaps > 1 ms"
-          + (f", longest {max(gaps) * 1000:.1f} ms" if gaps else ""))
+    print(stall_line("machine jitter, busy loop before the run", gaps_before, 2.0))
+    print(stall_line("machine jitter, busy loop after the run ", gaps_after, 2.0))
     print(ref.line("reference"))
     print(load.line("load"))
-    late = np.array(lateness[1:]) * 1000.0
-    if len(late):
-        p50, p99 = np.percentile(late, [50, 99])
-        print(f"load, sender side: tick lateness on the pacer's own clock p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
-              f"({int((late > 1.0).sum())} of {len(late)} ticks > 1 ms late)")
+    for line in pacer_lines(stats, args.seconds):
+        print(line)
     ratio = load.p99_ms / ref.p99_ms if ref.p99_ms > 0 else float("inf")
     print(f"p99 ratio load/reference {ratio:.2f}; target p99 <= 1 ms: "
           f"{'met' if load.p99_ms <= 1.0 else 'NOT met'}")
