@@ -18,7 +18,7 @@ from harness.sip.headers import EventHeader, NameAddr, SipUri, SubscriptionState
 from harness.verify.model import Dialog, Exchange, Logical, Model
 from harness.verify.roles import Roles, has_isfocus, is_hold_offer, refer_to, same_target
 from harness.verify.verdict import Verdict
-from harness.verify.wire import CaptureData, RtpPacket, WireMessage
+from harness.verify.wire import CaptureData, RtpPacket, WireMessage, name_addr
 
 
 def event_of(m: WireMessage) -> EventHeader | None:
@@ -48,6 +48,13 @@ def _sub_state(value: str | None) -> SubscriptionState | None:
 def refer_sub_false(m: WireMessage) -> bool:
     """RFC 4488: `Refer-Sub: false` in the 2xx to a REFER means there is no implicit subscription."""
     return (m.get("Refer-Sub") or "").strip().lower() == "false"
+
+
+def refer_rejected(e: Exchange) -> bool:
+    """A REFER answered with a final non-2xx only (a 401/407 challenge, a rejection): it created no
+    subscription (RFC 3515 §2.4.6), so it neither makes a later REFER "the second" nor owns NOTIFYs.
+    A REFER whose answer is not in the capture still counts."""
+    return e.final is not None and e.ok is None
 
 
 def sipfrag_status(m: WireMessage) -> int | None:
@@ -107,6 +114,7 @@ class Evidence:
     d13: Dialog | None = None
     hold: Exchange | None = None
     conf: Exchange | None = None
+    redirect: Exchange | None = None        # UE-1's INVITE the focus redirected (3xx) to conf's Request-URI
     branches: dict[str, Branch] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)
     _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)   # per step, once bound
@@ -257,8 +265,8 @@ def bind(data: CaptureData, model: Model, roles: Roles, factory_uri: str | None 
     if ev.d13 is None:
         ev.why["d13"] = ("UE-3 not in the capture (no second REFER target)" if roles.node("UE-3") is None
                          else "no INVITE dialog between UE-1 and UE-3 in the capture")
-    ev.hold = _hold(ev)
     ev.conf = _conf(ev, ue1)
+    ev.hold = _hold(ev)
     return ev
 
 
@@ -305,6 +313,11 @@ def _branch(ev: Evidence, target: str) -> Branch:
         br.why["final"] = br.why["notify"]
     if br.dialog is not None:
         byes = [e for e in br.dialog.exchanges if e.method == "BYE"]
+        if not byes:
+            # A BYE with a broken From/To tag is not matched to the dialog by tags, but it is still
+            # the attempt to end this call: judge it (G1, DLG-1 say what is wrong with it).
+            byes = [e for e in ev.model.requests("BYE") if e.request.call_id == br.dialog.call_id
+                    and e.request.time >= br.dialog.time]
         mine = [e for e in byes if ev.node(e.request.sender) == ue1]
         br.bye = (mine or byes or [None])[0]
     else:
@@ -322,14 +335,25 @@ def _notifies(ev: Evidence, br: Branch) -> list[Exchange]:
 
     # Several REFERs in one dialog are told apart by Event id (RFC 3515 §2.4.6); with a single one,
     # a wrong id is still this subscription's NOTIFY and NOT-1 says what is wrong with it.
-    several = sum(1 for e in ev.model.requests("REFER") if e.request.call_id == refer.request.call_id) > 1
+    # Only REFERs that got a 2xx created a subscription: a 401/407-challenged copy does not count.
+    several = sum(1 for e in ev.model.requests("REFER") if e.request.call_id == refer.request.call_id
+                  and not refer_rejected(e)) > 1
+
+    def in_refer_dialog(e: Exchange) -> bool:
+        r = e.request
+        return r.call_id == refer.request.call_id and r.to_tag == refer.request.from_tag
+    subscribed = {ev_.package.lower() for s in ev.model.requests("SUBSCRIBE")
+                  if s.request.call_id == refer.request.call_id and s.request.from_tag == refer.request.from_tag
+                  and (ev_ := event_of(s.request.origin)) is not None}
 
     def is_refer_event(e: Exchange) -> bool:
         event = event_of(e.request.origin)
         if event is None:
             return True  # a NOTIFY without Event is still this subscription's, and NOT-1 says so
         if event.package.lower() != "refer":
-            return False
+            # Another package's NOTIFY only when a SUBSCRIBE set that package up in this dialog;
+            # otherwise it is this subscription's NOTIFY with a wrong Event (NOT-1 fails it).
+            return in_refer_dialog(e) and event.package.lower() not in subscribed
         return event.id is None or not several or event.id == str(refer.request.cseq_num)
     same_call = [e for e in candidates if e.request.call_id == refer.request.call_id and is_refer_event(e)]
     if same_call:
@@ -362,6 +386,13 @@ def _hold(ev: Evidence) -> Exchange | None:
     holds = [e for e in offers if is_hold_offer(e)]
     if holds:
         return holds[0]
+    # No hold-looking offer: UE-1's offer in D12 made before it called UE-3 / the factory is the hold
+    # attempt of step 2 (checklist O1), and HOLD-1 fails it for its direction.
+    starts = [ex.request.time for ex in (ev.creator(ev.d13), ev.conf) if ex is not None]
+    attempts = [e for e in offers if e.request.origin.sdp is not None
+                and (not starts or e.request.time < min(starts))]
+    if attempts:
+        return attempts[0]
     seen = ", ".join(f"{e.method} frame {e.request.origin.frame} "
                      f"({e.request.origin.sdp.direction() if e.request.origin.sdp else 'no SDP'})" for e in offers)
     others = [e for e in d12.in_dialog() if e.method in ("INVITE", "UPDATE") and is_hold_offer(e)]
@@ -383,4 +414,24 @@ def _conf(ev: Evidence, ue1: str | None) -> Exchange | None:
     conf = (focus or answered or invites or [None])[0]
     if conf is None:
         ev.why["conf"] = "no INVITE from UE-1 to the CS in the capture"
+    else:
+        ev.redirect = _redirect(ev, conf)
     return conf
+
+
+def _redirect(ev: Evidence, conf: Exchange) -> Exchange | None:
+    """RFC 4579 §5.4 (checklist 12~14, MAY): the focus answered an earlier INVITE of UE-1 (same Call-ID,
+    or to another URI) with a 3xx whose Contact is conf's Request-URI with isfocus; UE-1 asked for
+    the conference at that earlier INVITE's Request-URI."""
+    r = conf.request
+    for e in ev.model.requests("INVITE"):
+        final = e.final
+        if e is conf or e.request.to_tag is not None or e.request.time >= r.time or final is None \
+                or not 300 <= (final.status or 0) < 400:
+            continue
+        if e.request.call_id != r.call_id and ev.node(e.request.sender) != ev.node(r.sender):
+            continue
+        contacts = (name_addr(v) for v in final.origin.get_all("Contact"))
+        if any(has_isfocus(c) and same_target(r.origin.uri, c) for c in contacts):
+            return e
+    return None

@@ -1,6 +1,9 @@
 """Who is who in a capture, inferred from the messages themselves (never from addresses).
 
-* UE-1 is the REFER sender (the origin copy of a REFER, the one with a single Via);
+* UE-1 is the REFER sender (the origin copy of a REFER, the one with a single Via); in a capture
+  taken past UE-1's first hop (at one node) the element forwarding UE-1's requests stands for it,
+  and `--role UE-1=` may name UE-1's own address as its bottom Via gives it;
+* REFERs answered 401/407 do not name a REFER target (the challenger is often a proxy);
 * REFER targets are UE-2 and UE-3: UE-2 is the one UE-1 put on hold (or, failing that, the one
   whose dialog with UE-1 began first), UE-3 the other;
 * the CS answers an INVITE with a 2xx whose Contact carries `isfocus`, or answers the INVITE sent
@@ -150,10 +153,17 @@ def _prefer_ends(model: Model, nodes: Nodes, candidates: set[str]) -> list[str]:
     return sorted(ends or candidates)
 
 
-def _resolve(nodes: Nodes, role: str, addr: str) -> str | None:
+def _addr_matches(ep: str | None, host: str, port: str) -> bool:
+    return ep is not None and ep.rsplit(":", 1)[0] == host and (not port or ep.rsplit(":", 1)[1] == port)
+
+
+def _resolve(nodes: Nodes, role: str, addr: str, model: Model | None = None) -> str | None:
     host, port = split_addr(addr)
     eps = [ep for ep in nodes.parent if ep.rsplit(":", 1)[0] == host and (not port or ep.rsplit(":", 1)[1] == port)]
     found = sorted({nodes.find(ep) for ep in eps})
+    if not found and role == "UE-1" and model is not None:
+        found = sorted({nodes.find(e.request.sender) for e in model.exchanges
+                        if len(e.request.origin.vias) > 1 and _addr_matches(sent_by(e.request.origin), host, port)})
     if not found and role == "UE-1":
         raise BadInput(f"--role {role}={addr}: no SIP endpoint with that address in the capture")
     if not found:
@@ -210,21 +220,45 @@ def infer_roles(model: Model, overrides: dict[str, str] | None = None) -> Roles:
         if role == "MRFP":
             roles.media[role] = addr
         else:
-            node = _resolve(nodes, role, addr)
+            node = _resolve(nodes, role, addr, model)
             if node is None:
                 # A run that stopped early may never have reached this element: not an error.
                 roles.absent.add(role)
                 roles.notes.append(f"{role} given as {addr} but it sent and received no SIP in the capture")
                 continue
             roles.by_role[role] = node
-            roles.notes.append(f"{role} given: {addr}")
+            if any(_addr_matches(ep, *split_addr(addr)) for ep in nodes.members(node)):
+                roles.notes.append(f"{role} given: {addr}")
+            else:
+                roles.notes.append(f"{role} given: {addr}, which sends no packet in the capture; its requests "
+                                   f"enter it forwarded by {node} (bottom Via {addr}), which stands for {role}")
     refers = [e for e in model.requests("REFER")]
     _infer_ue1(model, roles, refers)
     _infer_targets(model, roles, refers)
     _infer_cs(model, roles, refers)
-    _infer_proxies(model, roles)
+    passed = _hops_before_capture(model, roles)
+    _infer_proxies(model, roles, passed)
     _infer_mrfp(model, roles)
     return roles
+
+
+def _hops_before_capture(model: Model, roles: Roles) -> int:
+    """How many proxies UE-1's requests passed before the capture saw them (0 when UE-1's own copies
+    are in it). With a capture taken at one node (e.g. the S-CSCF), UE-1's first copies are missing and
+    the element forwarding them stands for UE-1 (checks judge its copies; Route is compared with the
+    route set minus the hops passed)."""
+    ue1 = roles.by_role.get("UE-1")
+    if ue1 is None:
+        return 0
+    mine = [e.request.origin for e in model.exchanges if roles.nodes.find(e.request.sender) == ue1
+            and e.method != "ACK"]
+    if not mine or min(len(m.vias) for m in mine) <= 1:
+        return 0
+    first = min(mine, key=lambda m: len(m.vias))
+    roles.notes.append(f"UE-1's own copies are not in the capture (the first copy seen, frame {first.frame}, has "
+                       f"{len(first.vias)} Vias; bottom Via sent-by {sent_by(first)}): UE-1 stands for {ue1}, the "
+                       "element forwarding its requests into the capture")
+    return len(first.vias) - 1
 
 
 def _infer_ue1(model: Model, roles: Roles, refers: list[Exchange]) -> None:
@@ -276,6 +310,8 @@ def _infer_targets(model: Model, roles: Roles, refers: list[Exchange]) -> None:
         if nodes.find(e.request.sender) != ue1:
             continue
         answer = e.final or (e.responses[0] if e.responses else None)
+        if answer is not None and answer.status in (401, 407):
+            continue   # challenged (checklist §8j): the challenger, often a proxy, is not the referee
         node = nodes.find(answer.sender if answer else e.request.receiver)
         if node not in targets and node != ue1 and node not in given.values():
             targets.append(node)
@@ -347,7 +383,7 @@ def _infer_cs(model: Model, roles: Roles, refers: list[Exchange]) -> None:
         roles.notes.append("CS not found: no ;isfocus 2xx and no INVITE to the Refer-To URI")
 
 
-def _infer_proxies(model: Model, roles: Roles) -> None:
+def _infer_proxies(model: Model, roles: Roles, passed: int = 0) -> None:
     nodes = roles.nodes
     ends = {n for r, n in roles.by_role.items() if r not in ("P-CSCF", "S-CSCF")}
     ue1 = roles.by_role.get("UE-1")
@@ -365,7 +401,8 @@ def _infer_proxies(model: Model, roles: Roles) -> None:
         else:
             others += [n for n in middle if n not in others]
     taken = set(roles.by_role.values())
-    names = [r for r in ("P-CSCF", "S-CSCF") if r not in roles.by_role and r not in roles.absent]
+    # Proxies UE-1's requests passed before the capture are not in it: name from the next one on.
+    names = [r for r in ("P-CSCF", "S-CSCF")[passed:] if r not in roles.by_role and r not in roles.absent]
     for n in ordered + [n for n in others if n not in ordered]:
         if n in taken:
             continue

@@ -232,10 +232,6 @@ def test_in_dialog_refer_to_a_gruu_warns_dlg1(tmp_path) -> None:
     expect(judge(tmp_path, Cfg(gruu=True)), warns={"22~27": "DLG-1", "53~58": "DLG-1"})
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: with a capture taken at the S-CSCF only, the P-CSCF is "
-                   "named UE-1 (the REFER sender as seen) although the bottom Via names UE-1, and DLG-1/ACK-1 "
-                   "then fail the P-CSCF's forwarded copies for a Route without the P-CSCF "
-                   "(harness/verify/roles.py role inference; harness/verify/checks/dialog.py route-set check)")
 def test_capture_taken_at_the_s_cscf_only(tmp_path) -> None:
     """A capture on one node (the S-CSCF) misses UE-1's first hop and every RTP packet. The
     signalling steps are all evidenced and valid, so they pass; media checks are inconclusive."""
@@ -246,8 +242,6 @@ def test_capture_taken_at_the_s_cscf_only(tmp_path) -> None:
         assert result.step(step).verdict == "inconclusive", step
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: NOT-4 compares the Subscription-State reason case-sensitively "
-                   "('NoResource' != 'noresource') (harness/verify/checks/refer.py not_4)")
 def test_subscription_state_values_in_upper_case(tmp_path) -> None:
     """RFC 6665 §8.4 ABNF: substate-value and event-reason-value are quoted literals, which are
     case-insensitive (RFC 3261 §25.1, RFC 2234 §2.3): ACTIVE / TERMINATED;reason=NoResource pass."""
@@ -255,9 +249,6 @@ def test_subscription_state_values_in_upper_case(tmp_path) -> None:
     expect(judge(tmp_path, cfg))
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: after a 302 from the focus (RFC 4579 §5.4) the re-sent INVITE "
-                   "to the Conf-ID is judged as the conference-creating INVITE and fails CONF-1 "
-                   "(harness/verify/a21.py _conf picks the answered INVITE; checks/conf.py conf_1)")
 def test_focus_redirects_the_factory_invite_with_302(tmp_path) -> None:
     """Checklist §3 12~14 (MAY, RFC 4579 §5.4 Fig. 4): the CS answers the INVITE to the factory URI
     with 302 Contact <Conf-ID>;isfocus; UE-1 ACKs and sends a new INVITE (same Call-ID/From/To, CSeq
@@ -280,18 +271,12 @@ ROLES = {"UE-1": "10.77.0.1:5060", "UE-2": "10.77.0.2:5060", "UE-3": "10.77.0.3:
          "P-CSCF": "10.77.0.11:5060", "S-CSCF": "10.77.0.12:5060"}
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: role inference counts the P-CSCF that answered 407 to a "
-                   "REFER as a REFER target and refuses the capture (BadInput 'UE-1 sent REFERs to 3 elements') "
-                   "(harness/verify/roles.py _infer_targets)")
 def test_refer_challenged_by_p_cscf_roles_inferred(tmp_path) -> None:
     """Checklist §1.1/§8j: 401/407 challenges are accepted. The P-CSCF answers UE-1's REFER to UE-2
     with 407; UE-1 re-sends it with Proxy-Authorization and CSeq + 1. Every step passes."""
     expect(judge(tmp_path, Cfg(refer_challenge=True)))
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: the 407-challenged REFER counts as an earlier REFER of the "
-                   "dialog, so NOT-1 demands Event id on UE-2's NOTIFYs (harness/verify/checks/refer.py not_1 "
-                   "'earlier', harness/verify/a21.py _notifies 'several')")
 def test_refer_challenged_by_p_cscf_roles_pinned(tmp_path) -> None:
     """As above with --role pinned: the challenged REFER never reached UE-2 and created no
     subscription, so the accepted REFER is the first of the dialog and Event: refer needs no id
@@ -312,9 +297,6 @@ def test_cs_reinvite_with_cseq_1_after_the_joins(tmp_path) -> None:
 # Faults: the right step fails with the right id, nothing else is blamed.
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: a NOTIFY in the REFER's dialog with Event: presence is "
-                   "dropped as another package's NOTIFY and the final NOTIFY is judged as the first "
-                   "(harness/verify/a21.py _notifies/is_refer_event)")
 def test_notify_with_event_presence_fails_not1(tmp_path) -> None:
     """RFC 3515 §2.4.4: the NOTIFY of the implicit subscription carries Event: refer (NOT-1 MUST).
     D12 holds no other subscription, so UE-2's first NOTIFY with Event: presence (sipfrag body,
@@ -409,9 +391,6 @@ def test_proxy_branch_without_magic_cookie_fails_g2(tmp_path) -> None:
     expect(judge(tmp_path, Cfg(edits={"refer-UE-2": edit})), fails={"22~27": "G2"})
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: a BYE whose From lacks the tag is not matched to D13, so "
-                   "78~83 fails BYE-1 'no BYE ... UE-1 must end the old call' and G1 is never judged "
-                   "(harness/verify/a21.py BYE lookup by dialog tags)")
 def test_bye_without_from_tag_fails_g1(tmp_path) -> None:
     """G1 (RFC 3261 §8.1.1.3): every request's From has a tag. UE-1's BYE to UE-3 has none: 78~83
     fails with G1; the report must not claim UE-1 sent no BYE."""
@@ -451,9 +430,6 @@ def test_fault_in_a_foreign_capture_fails_its_step(tmp_path, name: str) -> None:
     expect(judge(tmp_path, cfg), fails={step: check_id})
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: a step-2 re-INVITE whose offer is sendrecv is not taken as "
-                   "the hold attempt, so step 2 is inconclusive instead of failing HOLD-1 "
-                   "(harness/verify/a21.py _hold)")
 def test_hold_reinvite_with_sendrecv_fails_hold1(tmp_path) -> None:
     """Checklist §3 step 2 / HOLD-1: the hold offer is sendonly or inactive. UE-1's only re-INVITE
     in D12 before calling UE-3 offers sendrecv (answered sendrecv): step 2 fails HOLD-1."""

@@ -102,3 +102,23 @@ def test_refer_to_focus_is_one_clear_different_flow(results, paths) -> None:
     assert proc.returncode == 1
     data = json.loads(proc.stdout)
     assert data["verdict"] == "inconclusive" and "different flow" in data["different_flow"]
+
+
+def test_capture_at_one_node_names_the_entry_point_and_accepts_ue1_by_its_via(tmp_path) -> None:
+    """A capture taken at the S-CSCF only (independent generator): UE-1's own copies are missing, so the
+    element forwarding them stands for UE-1 (said in the notes), the next proxy is the S-CSCF, Route is
+    compared with the route set minus the hop already passed, and `--role UE-1=` accepts UE-1's own
+    address, seen only in the bottom Via."""
+    from testcases.data.indie_a21 import Cfg
+    from testcases.data.indie_a21 import write as write_indie
+
+    path = write_indie(tmp_path / "s-cscf.pcap", Cfg(capture_at=("S-CSCF",)))
+    for roles in (None, {"UE-1": "10.77.0.1:5060"}):
+        result = verify_capture(path, roles=roles)
+        assert isinstance(result, FlowResult)
+        assert result.roles["UE-1"] == "10.77.0.11:5060" and result.roles["S-CSCF"] == "10.77.0.12:5060"
+        assert "P-CSCF" not in result.roles
+        assert any("UE-1's own copies are not in the capture" in n for n in result.notes)
+        for step in ("16~21", "22~27", "47~52", "53~58", "78~83"):
+            assert result.step(step).verdict == "pass", step
+        assert "minus the 1 route(s)" in _check(result, "22~27", "DLG-1").detail

@@ -18,6 +18,14 @@ def conf_1(ev: Evidence, step: Step) -> CheckResult:
     if ex is None:
         return inconclusive("CONF-1", why)
     f = Findings("CONF-1")
+    if ev.redirect is not None and ex is ev.conf:
+        # The focus redirected UE-1's INVITE to the conference URI (RFC 4579 §5.4): the request for a
+        # new conference is the redirected INVITE, the one judged here.
+        red, to = ev.redirect, ex.request.origin
+        status = red.final.status if red.final else "3xx"
+        f.ok(f"the CS answered the INVITE of frame {red.request.origin.frame} with {status} to {to.uri} "
+             "(RFC 4579 §5.4); judging the redirected INVITE", red.request.origin.frame, to.frame)
+        ex = red
     m = ex.request.origin
     conf = ev.conf_uri
     if ev.factory_uri:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.flows.step import Step
 from harness.sip.errors import SipParseError
 from harness.sip.headers import SipUri, parse_status_line, uri_without
-from harness.verify.a21 import Branch, Evidence, event_of, sipfrag_status, sub_state
+from harness.verify.a21 import Branch, Evidence, event_of, refer_rejected, sipfrag_status, sub_state
 from harness.verify.checks.base import Findings, inconclusive, where
 from harness.verify.model import Exchange
 from harness.verify.verdict import CheckResult
@@ -187,8 +187,10 @@ def not_1(ev: Evidence, step: Step) -> CheckResult:
         return f.result()
     if event.package.lower() != "refer":
         f.fail(f"{where(ev, m)}: Event {event.package}, expected refer", m.frame)
+    # Only a REFER that got a 2xx created a subscription (RFC 3515 §2.4.6): a challenged or
+    # rejected one does not make this the second REFER of the dialog.
     earlier = [e for e in ev.model.requests("REFER") if e is not refer and e.request.call_id == refer.request.call_id
-               and e.request.time < refer.request.time and refer.request.to_tag is not None
+               and e.request.time < refer.request.time and not refer_rejected(e) and refer.request.to_tag is not None
                and {e.request.from_tag, e.request.to_tag} == {refer.request.from_tag, refer.request.to_tag}]
     if event.id is not None and event.id != str(refer.request.cseq_num):
         f.fail(f"{where(ev, m)}: Event id={event.id}, but the REFER's CSeq is {refer.request.cseq_num}", m.frame)
@@ -265,7 +267,7 @@ def not_4(ev: Evidence, step: Step) -> CheckResult:
     if state.state != "terminated":
         f.fail(f"{where(ev, m)}: the last NOTIFY (sipfrag {status}) has Subscription-State {state}, expected "
                "terminated;reason=noresource", m.frame)
-    elif state.reason != "noresource":
+    elif (state.reason or "").lower() != "noresource":   # quoted ABNF literals: case-insensitive
         text = f"{where(ev, m)}: Subscription-State {state}: reason {state.reason!r}, expected 'noresource'"
         if status == 603:
             f.warn(text + " (allowed after 603 Declined, RFC 3515 §2.4.7)", m.frame)
