@@ -9,8 +9,11 @@ Generates a capture of N interleaved A.2.1 instances (testcases/data/make_a21_pc
 * verify:   the whole CLI path in-process (`python -m harness verify FILE --json`, output discarded),
 
 and prints both (best and median of the runs), their ratio, and the CPU seconds each used (less
-sensitive to other load than wall time). The target is <= 1.5x. Not a test: timings depend on the
-machine; run it on an idle one.
+sensitive to other load than wall time). The target is <= 1.5x (wall, best and median both). The
+verify output is checked: the summary must say N instances, all passed (exit 1 otherwise). Not a
+test: timings depend on the machine; run it on an idle one (`--max-load 0.5` waits, at most
+`--wait` seconds, for the 1-minute load average to drop below 0.5 before each run; the load of every
+run is printed either way).
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="directory to write (and reuse) the capture in")
+    parser.add_argument("--max-load", type=float, help="wait for the 1-minute load average to drop below this")
+    parser.add_argument("--wait", type=float, default=600.0, help="longest wait for --max-load, seconds")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +81,9 @@ def main() -> int:
             print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
         base_times, verify_times, base_cpu, verify_cpu = [], [], [], []
         summary: dict = {}
+        wrong = []
         for run in range(args.runs):
+            load = idle(args.max_load, args.wait)
             wall, spent = baseline(path)
             base_times.append(wall)
             base_cpu.append(spent)
@@ -84,8 +91,11 @@ def main() -> int:
             verify_times.append(elapsed)
             verify_cpu.append(spent)
             summary = data.get("summary", {"instances": 1, "verdict": data.get("verdict")})
+            if (summary.get("instances"), summary.get("pass"), len(data.get("instances", []))) != \
+                    (args.instances, args.instances, args.instances):
+                wrong.append(run + 1)
             print(f"run {run + 1}: tshark {base_times[-1]:.2f} s ({base_cpu[-1]:.1f} s CPU), verify {elapsed:.2f} s "
-                  f"({spent:.1f} s CPU), ratio {elapsed / base_times[-1]:.2f}", flush=True)
+                  f"({spent:.1f} s CPU), ratio {elapsed / base_times[-1]:.2f}, load before {load:.2f}", flush=True)
         print(f"summary: {summary.get('instances')} instances, verdict {summary.get('verdict')}, "
               f"pass {summary.get('pass')}, fail {summary.get('fail')}, inconclusive {summary.get('inconclusive')}")
         best = min(verify_times) / min(base_times)
@@ -93,11 +103,27 @@ def main() -> int:
         print(f"tshark -Y sip -T fields: best {min(base_times):.2f} s, median {statistics.median(base_times):.2f} s")
         print(f"verify:                  best {min(verify_times):.2f} s, median {statistics.median(verify_times):.2f} s")
         print(f"ratio verify / tshark:   best {best:.2f}x, median {median:.2f}x (target <= 1.5x)")
-        print(f"CPU seconds (both cores): tshark {min(base_cpu):.1f}, verify {min(verify_cpu):.1f} "
+        print(f"CPU seconds (both cores): tshark best {min(base_cpu):.1f} / median {statistics.median(base_cpu):.1f}, "
+              f"verify best {min(verify_cpu):.1f} / median {statistics.median(verify_cpu):.1f} "
               f"(ratio {min(verify_cpu) / min(base_cpu):.2f}x; verify runs tshark and Python side by side)")
-        if hasattr(os, "getloadavg"):
-            print(f"load average after the runs: {os.getloadavg()[0]:.2f} (wall ratios mean little above ~0.5)")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"load average after the runs: {load:.2f} (wall ratios mean little above ~0.5)")
+        if wrong:
+            print(f"WRONG OUTPUT in run(s) {wrong}: the summary must say {args.instances} instances, all passed")
+            return 1
+        met = best <= 1.5 and median <= 1.5
+        print(f"target <= 1.5x: {'met' if met else 'NOT met'} (best {best:.2f}x, median {median:.2f}x)")
     return 0
+
+
+def idle(max_load: float | None, wait: float) -> float:
+    """The 1-minute load average, after waiting (at most `wait` s) for it to drop below `max_load`."""
+    if not hasattr(os, "getloadavg"):
+        return float("nan")
+    deadline = time.monotonic() + wait
+    while max_load is not None and os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
 
 
 if __name__ == "__main__":

@@ -12,6 +12,6 @@ from harness.verify.verdict import CaptureResult, FlowResult
 def render_json(result: FlowResult | CaptureResult, indent: int | None = 2) -> str:
     if isinstance(result, FlowResult):
         return _json.dumps(result.to_json(), indent=indent, ensure_ascii=False) + "\n"
-    lines = ",\n".join(_json.dumps(r.to_json(), ensure_ascii=False) for r in result.instances)
+    lines = ",\n".join(r.json_text() for r in result.instances)
     summary = _json.dumps(result.summary(), indent=indent, ensure_ascii=False)
     return f'{{"instances": [\n{lines}\n],\n"summary": {summary}}}\n'

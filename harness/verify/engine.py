@@ -181,7 +181,10 @@ def _analyse_many(data: CaptureData, model: Model, instances: list[set[str | Non
 
     def verdict(k: int) -> FlowResult | None:
         analysis = one(k)
-        return None if analysis is None else analysis.result
+        if analysis is None:
+            return None
+        analysis.result.freeze_json()   # rendered on the worker's core, not by the parent afterwards
+        return analysis.result
 
     if evidence:
         found = [one(k) for k in range(len(instances))]
@@ -219,9 +222,12 @@ class _RtpIndex:
     def __init__(self, data: CaptureData) -> None:
         self.rtp: dict[tuple[str, int], list[RtpPacket]] = defaultdict(list)
         self.rtcp: dict[tuple[str, int], list[RtcpPacket]] = defaultdict(list)
-        for p in data.rtp:
-            self.rtp[(p.dst, p.dport)].append(p)
-            self.rtp[(p.src, p.sport)].append(p)
+        if data.rtp_by_addr is not None:   # the reader built it while tshark was reading
+            self.rtp.update(data.rtp_by_addr)
+        else:
+            for p in data.rtp:
+                self.rtp[(p.dst, p.dport)].append(p)
+                self.rtp[(p.src, p.sport)].append(p)
         for q in data.rtcp:
             self.rtcp[(q.dst, q.dport)].append(q)
             self.rtcp[(q.src, q.sport)].append(q)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -36,8 +37,8 @@ FLOOR_DBFS = -45.0  # ... and at least this loud (a -12 dBFS sine survives G.711
 def samples_of(payloads: Iterable[bytes], pt: int) -> npt.NDArray[np.float64]:
     """The payloads decoded (G.711, by payload type) and joined, as float samples on the int16 scale.
     Raises ValueError for a payload type other than 0 or 8."""
-    parts = [decode(p, pt) for p in payloads if p]
-    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+    joined = b"".join(payloads)   # one table lookup for the stream: the same samples as per payload
+    return decode(joined, pt).astype(np.float64) if joined else np.zeros(0)
 
 
 def _dbfs(amplitude: float) -> float:
@@ -54,16 +55,38 @@ def goertzel_amplitude(samples: npt.NDArray[np.float64], freq: float, rate: int 
     n = len(samples)
     if n == 0:
         return 0.0
+    window, total = _window(n)
+    return _amplitude(samples * window, total, freq, rate)
+
+
+@lru_cache(maxsize=64)
+def _window(n: int) -> tuple[npt.NDArray[np.float64], float]:
+    """The Hann window of n samples and its sum (windows of equal length recur: cached)."""
     window = np.hanning(n) if n > 1 else np.ones(1)
+    window.setflags(write=False)
+    return window, float(window.sum())
+
+
+@lru_cache(maxsize=64)
+def _phasor(freq: float, n: int, rate: int) -> npt.NDArray[np.complex128]:
     phasor = np.exp(-2j * np.pi * freq * np.arange(n) / rate)
-    return float(2.0 * abs(np.dot(samples * window, phasor)) / window.sum())
+    phasor.setflags(write=False)
+    return phasor
+
+
+def _amplitude(weighted: npt.NDArray[np.float64], total: float, freq: float, rate: int) -> float:
+    return float(2.0 * abs(np.dot(weighted, _phasor(freq, len(weighted), rate))) / total)
 
 
 def tone_levels(payloads: list[bytes], pt: int, freqs: Sequence[float], rate: int = RATE) -> dict[float, float]:
     """{frequency: level in dBFS} of each asked-for tone in the decoded stream (0 dBFS = full-scale
     sine; SILENT_DBFS when there is no audio)."""
     samples = samples_of(payloads, pt)
-    return {f: _dbfs(goertzel_amplitude(samples, f, rate)) for f in freqs}
+    if len(samples) == 0:
+        return {f: SILENT_DBFS for f in freqs}
+    window, total = _window(len(samples))
+    weighted = samples * window   # once for every frequency (goertzel_amplitude per frequency, same values)
+    return {f: _dbfs(_amplitude(weighted, total, f, rate)) for f in freqs}
 
 
 def rms_dbfs(payloads: list[bytes], pt: int) -> float:

@@ -255,16 +255,16 @@ class Model:
         return {ep for m in self.messages for ep in (m.src_ep, m.dst_ep)}
 
 
-def _logical_key(m: WireMessage) -> tuple[object, ...]:
-    if m.is_request:
-        return ("req", m.call_id, m.cseq_num, m.cseq_method, m.method, m.bottom_branch)
-    return ("rsp", m.call_id, m.cseq_num, m.cseq_method, m.status, m.bottom_branch)
-
-
 def _group(messages: list[WireMessage]) -> list[Logical]:
-    groups: dict[tuple[object, ...], list[WireMessage]] = defaultdict(list)
+    # The keys (WireMessage.logical_key, .hop_key) were computed while tshark was still reading.
+    groups: dict[tuple[object, ...], list[WireMessage]] = {}
     for m in messages:
-        groups[_logical_key(m)].append(m)
+        key = m.logical_key
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [m]
+        else:
+            group.append(m)
     logicals: list[Logical] = []
     for key, msgs in groups.items():
         msgs.sort(key=lambda m: (m.time, m.frame, m.index))
@@ -278,7 +278,7 @@ def _group(messages: list[WireMessage]) -> list[Logical]:
             logical = Logical(key + ((tag,) if len(by_tag) > 1 else ()))
             seen: set[tuple[object, ...]] = set()
             for m in part:
-                hop = (m.src_ep, m.dst_ep, len(m.vias), m.top_branch, m.to_tag)
+                hop = m.hop_key
                 (logical.retransmissions if hop in seen else logical.copies).append(m)
                 seen.add(hop)
             logical._order()

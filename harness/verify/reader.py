@@ -2,10 +2,11 @@
 
 Why this shape (tshark 4.0, pyshark 0.6): pyshark's default PDML is ~20x a plain `tshark -T fields`
 pass and its EK packet objects ~6x; even EK restricted to named fields costs tshark ~40% more than
-`-T fields` (JSON formatting), and Python three times as much to decode. Here pyshark builds the
-tshark command and owns the process (start, stderr, cleanup), tshark prints only the named fields
-(`-T fields -e ...`, one line per frame, several occurrences joined by RS 0x1e), and the output is
-drained by an event loop on its own thread while this thread decodes it in batches, so tshark never
+`-T fields` (JSON formatting), and Python three times as much to decode. So pyshark stays the bridge
+to tshark (FieldsCapture: pyshark builds the command line and owns the process: start, stderr,
+exit, cleanup) but its packet parsing is bypassed: tshark prints only the named fields (`-T fields
+-e ...`, one line per frame, several occurrences joined by RS 0x1e) into a plain pipe, which a
+thread drains with blocking reads while this thread decodes the lines in batches, so tshark never
 waits on Python and dissection and decoding run on two cores. pyshark's `-l` (flush per packet) is
 left out: it costs a write per frame.
 
@@ -27,8 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -59,7 +63,9 @@ FIELDS = (
 PREFS = {"rtp.heuristic_rtp": "TRUE", "rtcp.heuristic_rtcp": "TRUE"}
 DISABLED = ("sdp", "sipfrag")
 RS = "\x1e"                # joins several occurrences of a field (never in SIP text)
-BUFFER = 1 << 25           # what the reader thread may hold before tshark has to wait
+PIPE_SIZE = 1 << 20        # tshark's stdout pipe (Linux default 64 KiB)
+READ_SIZE = 1 << 22        # one read of the pipe, at most
+READ_PAUSE = 0.01          # after a short read, let this much output gather first
 START_TIMEOUT = 60.0       # seconds for tshark to start
 IDLE_TIMEOUT = 300.0       # seconds without any output before tshark counts as hung
 T = TypeVar("T")
@@ -76,17 +82,31 @@ class FieldsCapture(pyshark.FileCapture):
             params += ["--disable-protocol", proto]
         super().__init__(path, use_ek=True, keep_packets=False, custom_parameters=params, **kwargs)
         self.failure: str | None = None
+        self.stdout_fd: int | None = None
 
     def _get_tshark_version(self) -> Any:
         """pyshark runs `tshark -v` for every capture object (0.3 s each); once per process is enough."""
         return _tshark_version(self.tshark_path)
 
     async def _get_tshark_process(self, packet_count: int | None = None, stdin: Any = None) -> Any:
-        """pyshark's process, without `-l` and with a stream buffer large enough to never stall tshark."""
+        """pyshark's process, without `-l`, writing into a plain pipe (`stdout_fd`) that
+        `stream_frames` drains with blocking reads: asyncio's pipe transport would wake the loop
+        thread for every few kilobytes tshark writes, and each wake-up takes the GIL from the
+        thread decoding the frames (a third of the read's CPU on a busy machine)."""
         self._verify_capture_parameters()
         parameters = [self._get_tshark_path(), "-n", "-T", "fields", *self.get_parameters(packet_count=packet_count)]
-        process = await asyncio.create_subprocess_exec(*parameters, stdout=asyncio.subprocess.PIPE,
-                                                       stderr=asyncio.subprocess.PIPE, stdin=stdin, limit=BUFFER)
+        read_fd, write_fd = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)   # Linux: room for ~0.1 s of output
+        try:
+            process = await asyncio.create_subprocess_exec(*parameters, stdout=write_fd,
+                                                           stderr=asyncio.subprocess.PIPE, stdin=stdin)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self.stdout_fd = read_fd
         self._create_stderr_handling_task(process.stderr)
         self._created_new_process(parameters, process)
         return process
@@ -121,25 +141,75 @@ def _call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout
         raise BadInput(f"tshark gave no output for {timeout:.0f} s while {what}") from None
 
 
+class _Drain:
+    """Reads a pipe to its end on its own thread (blocking reads, no GIL held while waiting) and
+    hands the chunks over; when a read finds little, it waits a moment so that the next read
+    takes a large piece (fewer wake-ups, each of which briefly takes the GIL)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.chunks: list[bytes] = []
+        self.done = False
+        self.error: OSError | None = None
+        self.ready = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="tshark-stdout", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                chunk = os.read(self.fd, READ_SIZE)
+                if not chunk:
+                    break
+                with self.ready:
+                    self.chunks.append(chunk)
+                    self.ready.notify()
+                if len(chunk) < READ_SIZE // 16:
+                    time.sleep(READ_PAUSE)
+        except OSError as exc:
+            self.error = exc
+        finally:
+            with self.ready:
+                self.done = True
+                self.ready.notify()
+
+    def take(self, timeout: float) -> bytes | None:
+        """Everything read so far (b"" at the end); None when nothing came for `timeout` s."""
+        with self.ready:
+            self.ready.wait_for(lambda: self.chunks or self.done, timeout)
+            if not self.chunks:
+                return b"" if self.done else None
+            data = b"".join(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
+            self.chunks = []
+            return data
+
+
 def stream_frames(cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> Iterator[list[list[str]]]:
     """Batches of frames (one value per field of FIELDS, "" when absent), as tshark writes them.
 
-    The loop runs on its own thread for the whole read, so the pipe is drained while the caller
-    works on the previous batch. tshark is stopped and reaped in `finally`, whatever happens.
+    The pipe is drained by its own thread while the caller works on the previous batch (tshark
+    never waits on Python; dissection and decoding run on two cores); pyshark's event loop runs
+    on another thread for the process itself (start, stderr, exit). tshark is stopped and reaped
+    in `finally`, whatever happens.
     """
     thread = threading.Thread(target=loop.run_forever, name="tshark-reader", daemon=True)
     thread.start()
     process = None
+    drain: _Drain | None = None
     try:
         process = _call(loop, cap._get_tshark_process(), START_TIMEOUT, "starting")
+        assert cap.stdout_fd is not None
+        drain = _Drain(cap.stdout_fd)
         rest = b""
         while True:
-            # Ask for everything buffered: asyncio's StreamReader moves what stays in its buffer on
-            # every read, so small reads from a large backlog would cost quadratic time.
-            chunk = _call(loop, process.stdout.read(BUFFER), IDLE_TIMEOUT, "reading")
+            chunk = drain.take(IDLE_TIMEOUT)
+            if chunk is None:
+                raise BadInput(f"tshark gave no output for {IDLE_TIMEOUT:.0f} s while reading")
             if not chunk:
+                if drain.error is not None:
+                    raise BadInput(f"reading tshark's output: {drain.error}")
                 break
-            data = rest + chunk
+            data = rest + chunk if rest else chunk
             cut = data.rfind(b"\n") + 1
             rest = data[cut:]
             if cut:
@@ -153,6 +223,11 @@ def stream_frames(cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> Iterat
                 _call(loop, cap._cleanup_subprocess(process), 30, "stopping")
             _call(loop, cap.close_async(), 30, "closing")
         finally:
+            if drain is not None:
+                drain.thread.join(30)   # tshark is gone: the pipe is at its end
+            if cap.stdout_fd is not None and (drain is None or not drain.thread.is_alive()):
+                os.close(cap.stdout_fd)
+                cap.stdout_fd = None
             loop.call_soon_threadsafe(loop.stop)
             thread.join(30)
             if not thread.is_alive():
@@ -251,8 +326,18 @@ def _add_frame(data: CaptureData, row: list[str]) -> None:
     if row[F_HDR]:
         if transport == "TCP":
             data.sip_streams.add(_int(_last(row[F_TCP_STREAM]), -1))
+        if transport == "UDP":
+            # One datagram, one message (split_messages' UDP case, without the bytes round trip).
+            first = row[F_REQUEST] or row[F_STATUS]
+            hdr = row[F_HDR]
+            text = _unescape(first.split(RS, 1)[0] + "\r\n" + (hdr.split(RS, 1)[0] if RS in hdr else hdr))
+            m = WireMessage.from_text(text, frame=frame, index=0, time=time, src=src, sport=sport, dst=dst,
+                                      dport=dport, transport=transport)
+            m.prime()   # what grouping reads, computed while tshark still works on later frames
+            data.messages.append(m)
+            return
         start_lines = [_unescape(v) for f in (F_REQUEST, F_STATUS) if row[f] for v in row[f].split(RS)]
-        raws = split_messages(start_lines, [_unescape(v) for v in row[F_HDR].split(RS)], transport == "TCP")
+        raws = split_messages(start_lines, [_unescape(v) for v in row[F_HDR].split(RS)], True)
         for i, raw in enumerate(raws):
             m = WireMessage.from_bytes(raw, frame=frame, index=i, time=time, src=src, sport=sport, dst=dst,
                                        dport=dport, transport=transport)
@@ -274,9 +359,19 @@ def _pass(path: str, data: CaptureData, display_filter: str, decode_as: dict[str
     loop = asyncio.new_event_loop()  # our own loop, driven by the reader thread
     cap = FieldsCapture(path, display_filter=display_filter, override_prefs=PREFS, eventloop=loop,
                         decode_as=decode_as)
+    index: dict[tuple[str, int], list[RtpPacket]] = {}
     for batch in stream_frames(cap, loop):
+        done = len(data.rtp)
         for row in batch:
             _add_frame(data, row)
+        for p in data.rtp[done:]:   # the RTP index engine._RtpIndex would build afterwards
+            for key in ((p.dst, p.dport), (p.src, p.sport)):
+                packets = index.get(key)
+                if packets is None:
+                    index[key] = [p]
+                else:
+                    packets.append(p)
+    data.rtp_by_addr = index
     if cap.failure:
         error = (cap._last_error_line or cap.failure).removeprefix("tshark: ")
         if "cut short" in error and (data.messages or data.rtp):

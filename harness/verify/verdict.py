@@ -7,6 +7,7 @@ is `inconclusive` unless something else already failed.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -85,6 +86,22 @@ class FlowResult:
             if s.step == step_id:
                 return s
         raise KeyError(step_id)
+
+    def json_text(self) -> str:
+        """`to_json()` as compact JSON text (harness/report/json.py prints one per line of a load
+        capture's report). A verdict-only worker renders it where it judged the instance
+        (`freeze_json`), so the parent, which prints alone, only copies the text."""
+        frozen = self.__dict__.get("_json_text")
+        if frozen is not None and frozen[0] == self._fingerprint():
+            return frozen[1]   # type: ignore[no-any-return]
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
+    def freeze_json(self) -> None:
+        """Render `json_text()` now and keep it (until the verdict, instance or step count changes)."""
+        self.__dict__["_json_text"] = (self._fingerprint(), json.dumps(self.to_json(), ensure_ascii=False))
+
+    def _fingerprint(self) -> tuple[object, ...]:
+        return (self.verdict, len(self.steps), len(self.notes), repr(self.instance), self.capture)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"flow": self.flow, "verdict": self.verdict, "steps": [s.to_json() for s in self.steps],

@@ -59,6 +59,23 @@ def frame_body(data: bytes) -> tuple[int, int | None, int]:
     return start, length, len(data) - start
 
 
+_LENGTH_STR_RE = re.compile(_LENGTH_RE.pattern.decode(), re.I | re.M | re.A)
+_MISSING = object()
+_LINE_CACHE: dict[str, tuple[str, str] | None] = {}
+_LINE_CACHE_MAX = 1 << 18
+
+
+def _header_line(line: str) -> tuple[str, str] | None:
+    """(canonical name, value) of one unfolded header line, exactly as `_HEADER_RE` reads it
+    (a line with a CR anywhere but at its end, or without a colon, is no header)."""
+    if line[-1:] == "\r":
+        line = line[:-1]
+    name, colon, value = line.partition(":")
+    if not colon or "\r" in line:
+        return None
+    return canonical_name(name.strip()), value.strip(" \t")
+
+
 def _folded_headers(text: str) -> list[tuple[str, str]]:
     """Header lines with folding (RFC 3261 §7.3.1): continuation lines joined with one space."""
     headers: list[tuple[str, str]] = []
@@ -266,6 +283,70 @@ class WireMessage:
             m.version = parts[2] if len(parts) > 2 else ""
         return m
 
+    @classmethod
+    def from_text(cls, text: str, **where: object) -> WireMessage:
+        """`from_bytes(text.encode("utf-8", "surrogateescape"))`, faster for the ASCII text tshark
+        hands over: no bytes round trip, header lines looked up in a cache (hop copies and
+        retransmissions repeat most lines), and the header index built in the same loop."""
+        if not text.isascii():
+            return cls.from_bytes(text.encode("utf-8", "surrogateescape"), **where)
+        raw = text.encode("ascii")
+        end, sep = text.find("\r\n\r\n"), 4
+        if end < 0:
+            end, sep = text.find("\n\n"), 2
+        start = len(text) if end < 0 else end + sep
+        length: int | None = None
+        first, _, lines = text[:start].partition("\n")
+        headers: list[tuple[str, str]]
+        by_name: dict[str, list[str]] = {}
+        if end < 0:
+            pass   # no header section: frame_body finds no Content-Length either
+        elif "\n " in lines or "\n\t" in lines or lines[:1] in (" ", "\t") or first[:1] in "lLcC":
+            match = _LENGTH_STR_RE.search(text, 0, end + 2)
+            length = int(match.group(1)) if match else None
+        first = first.rstrip("\r")
+        if "\n " in lines or "\n\t" in lines or lines[:1] in (" ", "\t"):
+            headers = _folded_headers(lines)
+            for name, value in headers:
+                by_name.setdefault(name, []).append(value)
+        else:
+            headers = []
+            cache = _LINE_CACHE
+            if len(cache) > _LINE_CACHE_MAX:
+                cache.clear()
+            for line in lines.split("\n"):
+                item = cache.get(line, _MISSING)
+                if item is _MISSING:
+                    item = cache[line] = _header_line(line)
+                if item is not None:
+                    headers.append(item)   # type: ignore[arg-type]
+                    name, value = item      # type: ignore[misc]
+                    values = by_name.get(name)
+                    if values is None:
+                        by_name[name] = [value]
+                    else:
+                        values.append(value)
+                    if name == "Content-Length" and length is None and end >= 0:
+                        # frame_body's search, line by line: only such a line can match it
+                        match = _LENGTH_STR_RE.match(line)
+                        length = int(match.group(1)) if match else None
+        body = raw[start:]
+        rest = len(body)
+        if length is not None and length < rest:
+            body = body[:length]
+        m = object.__new__(cls)
+        m.__dict__.update(where, raw=raw, wire_body_len=rest, start_line=first, headers=headers, body=body,
+                          method=None, uri=None, status=None, reason=None, version="SIP/2.0", _by_name=by_name)
+        match = _STATUS_RE.match(first) if first[:4].upper() == "SIP/" else None
+        if match:
+            m.version, m.status, m.reason = first.split(" ", 1)[0], int(match.group(2)), match.group(3) or ""
+        else:
+            parts = first.split(" ")
+            m.method = parts[0] if parts and parts[0] else "?"
+            m.uri = parts[1] if len(parts) > 1 else ""
+            m.version = parts[2] if len(parts) > 2 else ""
+        return m
+
     @cached_property
     def _strict(self) -> tuple[SipMessage, str | None]:
         try:
@@ -286,9 +367,21 @@ class WireMessage:
     def prime(self) -> None:
         """Compute what the model groups by (Call-ID, CSeq, Vias, branches, tags, endpoints) now."""
         self.call_id, self.cseq, self.branches, self.from_tag, self.to_tag  # noqa: B018
-        self.src_ep, self.dst_ep  # noqa: B018
+        self.src_ep, self.dst_ep, self.logical_key, self.hop_key  # noqa: B018
         if self.body:
             self.sdp  # noqa: B018
+
+    @cached_property
+    def logical_key(self) -> tuple[object, ...]:
+        """What the hop copies of one logical message share (harness/verify/model.py groups by it)."""
+        if self.method is not None:
+            return ("req", self.call_id, self.cseq_num, self.cseq_method, self.method, self.bottom_branch)
+        return ("rsp", self.call_id, self.cseq_num, self.cseq_method, self.status, self.bottom_branch)
+
+    @cached_property
+    def hop_key(self) -> tuple[object, ...]:
+        """Same key and same hop key: a retransmission (harness/verify/model.py)."""
+        return (self.src_ep, self.dst_ep, len(self.vias), self.top_branch, self.to_tag)
 
     # --- where --------------------------------------------------------------------------
     @cached_property
@@ -400,7 +493,7 @@ class WireMessage:
     def sdp(self) -> SdpView | None:
         if not self.body or (self.content_type or "application/sdp") != "application/sdp":
             return None
-        return SdpView.parse(self.body)
+        return _sdp_view(self.body)
 
     @cached_property
     def sipfrag_lines(self) -> list[str]:
@@ -418,6 +511,12 @@ class WireMessage:
 
     def __repr__(self) -> str:
         return f"<WireMessage #{self.frame}.{self.index} {self.src_ep}->{self.dst_ep} {self.summary()}>"
+
+
+@lru_cache(maxsize=1 << 12)
+def _sdp_view(body: bytes) -> SdpView | None:
+    """SdpView.parse, cached: every hop copy of a message carries the same body (SdpView is frozen)."""
+    return SdpView.parse(body)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -509,3 +608,6 @@ class CaptureData:
     # reader bookkeeping: frames with SIP text tshark did not decode, TCP streams it did decode as SIP
     suspects: set[tuple[str, int, int, int]] = field(default_factory=set)
     sip_streams: set[int] = field(default_factory=set)
+    # RTP by (address, port), each packet under its source and its destination, in `rtp` order: built
+    # by the reader while tshark still reads, so a load capture's instances get their packets at once
+    rtp_by_addr: dict[tuple[str, int], list[RtpPacket]] | None = field(default=None, repr=False, compare=False)
