@@ -365,7 +365,11 @@ def _exchanges(logicals: list[Logical]) -> list[Exchange]:
             invites[(e.request.call_id, e.request.cseq_num)].append(e)
             by_call[(e.request.call_id, e.request.origin.bottom_branch)].append(e)
     for ack in acks:
-        same = invites.get((ack.call_id, ack.cseq_num), [])
+        # An ACK belongs to an INVITE of the same UAC (From tag) sent before it: the other side of a
+        # dialog may re-INVITE with the same CSeq number (each UA numbers its own requests, RFC 3261
+        # §12.2.1.1), and a non-2xx ACK also shares the INVITE's branch (§17.1.1.3).
+        same = [e for e in invites.get((ack.call_id, ack.cseq_num), [])
+                if e.request.from_tag == ack.from_tag and e.time <= ack.time]
         exact = [e for e in same if e.request.origin.bottom_branch == ack.origin.bottom_branch]
         target = (exact or same or [None])[-1]
         if target is not None:

@@ -284,9 +284,6 @@ def test_refer_challenged_by_p_cscf_roles_pinned(tmp_path) -> None:
     expect(judge(tmp_path, Cfg(refer_challenge=True), roles=ROLES))
 
 
-@pytest.mark.xfail(strict=True, reason="verifier bug: ACKs matched to an INVITE by (Call-ID, CSeq number) only, "
-                   "so the CS's re-INVITE with CSeq 1 in the conference dialog steals UE-1's ACK "
-                   "(harness/verify/model.py _exchanges)")
 def test_cs_reinvite_with_cseq_1_after_the_joins(tmp_path) -> None:
     """The CS (a UAS of D1C) re-INVITEs UE-1's leg; its first CSeq may be any value, 1 included (RFC
     3261 §8.1.1.5, §12.1.1: the UAS's local sequence number is its own). Every step passes."""
