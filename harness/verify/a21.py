@@ -45,6 +45,11 @@ def _sub_state(value: str | None) -> SubscriptionState | None:
         return None
 
 
+# 64*T1 (Timer B/F, RFC 3261 §17.1): what is missing this close to the end of the capture may simply
+# have come after it was cut, so its absence is inconclusive rather than a failure.
+CUT_WINDOW = 32.0
+
+
 def refer_sub_false(m: WireMessage) -> bool:
     """RFC 4488: `Refer-Sub: false` in the 2xx to a REFER means there is no implicit subscription."""
     return (m.get("Refer-Sub") or "").strip().lower() == "false"
@@ -120,6 +125,33 @@ class Evidence:
     _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)   # per step, once bound
 
     # --- helpers used by the checks ---------------------------------------------------------
+    def unanswered_cut(self, ex: Exchange) -> str | None:
+        """Why a request without a final response may just have been cut off the capture, or None: not
+        when its sender retransmitted it or went on sending after it (the answer was due and did not come)."""
+        if ex.request.retransmissions:
+            return None
+        return self.cut_short(ex.request.time, self.node(ex.request.sender))
+
+    @property
+    def capture_end(self) -> float:
+        """Time of the last SIP message in the whole capture (computed once per capture)."""
+        end = self.data.__dict__.get("_sip_end")
+        if end is None:
+            end = self.data.__dict__["_sip_end"] = max((m.time for m in self.data.messages), default=0.0)
+        return end  # type: ignore[no-any-return]
+
+    def cut_short(self, since: float, by: str | None = None) -> str | None:
+        """Why what should follow `since` may be missing because the capture ends too soon, or None.
+        It is not cut short when `by` (the node that owed the message) sent other requests or
+        responses (not an ACK) after `since`, or when the capture goes on for 64*T1 after it."""
+        if by is not None and any(
+                lg.time > since and lg.method != "ACK" and self.node(lg.sender) == by for lg in self.model.logicals):
+            return None
+        left = self.capture_end - since
+        if left < CUT_WINDOW:
+            return f"the capture ends {left:.1f} s later (less than 64*T1 = {CUT_WINDOW:.0f} s): cut short?"
+        return None
+
     def node(self, ep: str) -> str:
         return self.roles.nodes.find(ep)
 
@@ -206,6 +238,19 @@ class Evidence:
         if action in ("notify-trying", "notify-final") and ok is not None and refer_sub_false(ok.origin):
             return ("pass", f"the 2xx to the REFER (frame {ok.origin.frame}) says Refer-Sub: false: no implicit "
                     "subscription, so no NOTIFY is expected (RFC 4488 §4)", [ok.origin.frame])
+        if action in ("notify-trying", "notify-final") and ok is not None and not branch.notifies:
+            # The 2xx created the implicit subscription (RFC 4488 §4: without Refer-Sub: false "an implicit
+            # subscription is created as in the default case"), and then NOTIFYs are due (RFC 3515 §2.4.4).
+            since = max([ok.time] + ([branch.join.final.time] if branch.join and branch.join.final else []))
+            cut = self.cut_short(since, self.roles.node(target))
+            said = (ok.origin.get("Refer-Sub") or "").strip()
+            what = f"Refer-Sub: {said}" if said else "no Refer-Sub: false"
+            if cut is None:
+                return ("fail", f"no NOTIFY from {target} to UE-1 although its {ok.status} to the REFER (frame "
+                        f"{ok.origin.frame}) has {what}, so an implicit subscription exists and NOTIFYs are "
+                        "required (RFC 3515 §2.4.4, RFC 4488 §4, checklist §8c)", [ok.origin.frame])
+            return ("inconclusive", f"no NOTIFY from {target} to UE-1 after its {ok.status} to the REFER (frame "
+                    f"{ok.origin.frame}); {cut}", [ok.origin.frame])
         status, notify = branch.final_status, branch.final_notify
         if status is None or status < 300 or notify is None:
             return None
@@ -329,9 +374,12 @@ def _notifies(ev: Evidence, br: Branch) -> list[Exchange]:
     refer = br.refer
     assert refer is not None
     node, ue1 = ev.roles.node(br.target), ev.roles.node("UE-1")
+    # Addressed to UE-1, or in the REFER's dialog (Call-ID and To tag, RFC 6665 §4.4.1) when the capture
+    # lacks the hop that delivered it (cut short, or taken at a proxy).
     candidates = [e for e in ev.model.requests("NOTIFY")
-                  if ev.node(e.request.sender) == node and ev.node(e.request.receiver) == ue1
-                  and e.request.time >= refer.request.time]
+                  if ev.node(e.request.sender) == node and e.request.time >= refer.request.time
+                  and (ev.node(e.request.receiver) == ue1 or (e.request.call_id == refer.request.call_id
+                                                             and e.request.to_tag == refer.request.from_tag))]
 
     # Several REFERs in one dialog are told apart by Event id (RFC 3515 §2.4.6); with a single one,
     # a wrong id is still this subscription's NOTIFY and NOT-1 says what is wrong with it.

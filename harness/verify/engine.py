@@ -47,6 +47,9 @@ def _retransmissions(ev: Evidence, step: Step) -> str | None:
         "not new steps): " + "; ".join(parts)
 
 
+ABSENT_FAILS = frozenset({"NOT-1", "NOT-2", "NOT-3", "NOT-4", "NOT-5"})
+
+
 def run_checks(ev: Evidence, flow: Flow) -> list[StepResult]:
     results = []
     for step in flow.steps:
@@ -56,7 +59,12 @@ def run_checks(ev: Evidence, flow: Flow) -> list[StepResult]:
         expected = ev.absent_reason(step) if subject is None else None
         if expected is not None:
             verdict, why, frames = expected
-            checks = [CheckResult(check_id, verdict, why, frames, "INFO") for check_id in step.checks]
+            # A required message that is absent fails the step's own MUST rows (NOT-1..5 for a NOTIFY);
+            # the per-message G rows have nothing to judge.
+            checks = [CheckResult(check_id, "fail", why, frames, "MUST") if verdict == "fail"
+                      and check_id in ABSENT_FAILS else
+                      CheckResult(check_id, "inconclusive" if verdict == "fail" else verdict, why, frames, "INFO")
+                      for check_id in step.checks]
             notes.append(why)
         for check_id in step.checks if expected is None else ():
             fn = REGISTRY.get(check_id)

@@ -106,6 +106,7 @@ def split_instances(model: Model) -> Split:
             refer_targets.add(key)
     linkable = _linkable_ends(model, focus_invites)
     candidates: set[str | None] = set()
+    end_links: list[tuple[str, str]] = []
     for ex in model.exchanges:
         call = f"c:{ex.request.call_id}"
         uf.find(call)
@@ -123,13 +124,37 @@ def split_instances(model: Model) -> Split:
             uf.union(call, f"c:{other}")
         for end in _ends(ex):
             if end in linkable:
-                uf.union(call, f"e:{end}")
+                end_links.append((call, f"e:{end}"))
     for e in focus_invites:
         candidates.add(e.request.call_id)
         key = uri_key(e.ok.origin.get("Contact"))  # type: ignore[union-attr]
         if key:
             uf.union(f"c:{e.request.call_id}", f"u:{key}")
+    _link_ends(uf, end_links, conf_uris)
     return _groups(model, uf, candidates, conf_uris)
+
+
+def _link_ends(uf: _Union, links: list[tuple[str, str]], conf_uris: set[str]) -> None:
+    """Tie Call-IDs through a shared user agent, in time order, but never two groups that each already
+    hold another conference URI: the same UEs may hold one conference after another (new Call-IDs,
+    a new conference URI each time), and those are separate instances."""
+    confs: dict[str, set[str]] = defaultdict(set)
+    for key in conf_uris:
+        confs[uf.find(f"u:{key}")].add(key)
+    for a, b in links:
+        ra, rb = uf.find(a), uf.find(b)
+        if ra == rb:
+            continue
+        ca, cb = confs.get(ra), confs.get(rb)
+        if ca and cb and ca.isdisjoint(cb):
+            continue
+        uf.union(ra, rb)
+        root = uf.find(ra)
+        merged = (ca or set()) | (cb or set())
+        confs.pop(ra, None)
+        confs.pop(rb, None)
+        if merged:
+            confs[root] = merged
 
 
 def _linkable_ends(model: Model, focus_invites: list[Exchange]) -> set[str]:

@@ -246,6 +246,23 @@ class Cfg:
     offerless_conf: bool = False         # INVITE to the factory without SDP: offer in 200, answer in ACK
     tcp_split: bool = True               # cut some messages over several segments
     tcp_coalesce: bool = True            # several messages in one segment
+    # --- failure paths and flow variants of checklist §8 ---
+    join_reject: dict[str, str] = field(default_factory=dict)   # role -> status the CS answers its join INVITE with
+    bye_after_failed_join: bool = False  # UE-1 BYEs D12/D13 even though the join failed (§8g: WARN)
+    refer_reject: dict[str, str] = field(default_factory=dict)  # role -> status that UE answers UE-1's REFER with
+    refer_sub: str = ""                  # Refer-Sub value in the REFER (RFC 4488), with Supported: norefersub
+    refer_sub_2xx: str = ""              # Refer-Sub value in the 2xx to the REFER ("false": no subscription)
+    no_notify: bool = False              # the referee sends no NOTIFY at all (whatever the 2xx said)
+    refer_to_focus: bool = False         # §8d: UE-1 REFERs the focus, Refer-To = participant ?Replaces=D12/D13
+    noise: bool = False                  # unrelated SIP: OPTIONS keepalives, a REGISTER, a MESSAGE, another call
+    # --- several instances in one capture (see write_many) ---
+    prefix: str = ""                     # goes into every Call-ID, tag and branch (distinct instances)
+    ue_hosts: tuple[int, int, int] = (1, 2, 3)   # last address byte of UE-1, UE-2, UE-3
+    user_suffix: str = ""                # appended to the UEs' user names (alice7@..., other subscribers)
+    conf_user: str = "conf-7f3a"         # user part of the conference URI the CS hands out
+    mrfp_port_offset: int = 0            # added to the MRFP's ports
+    t0: float = 1000.0                   # capture time of the first message
+    truncate: int = 0                    # drop the last N frames of the capture (a capture cut short)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,9 +292,11 @@ class Gen:
             return cfg.ports.get(role, cfg.sip_port)
 
         self.nodes = {
-            "UE-1": Node("UE-1", ip(1), port("UE-1"), "alice"),
-            "UE-2": Node("UE-2", ip(2), port("UE-2"), "bob"),
-            "UE-3": Node("UE-3", ip(3), port("UE-3"), "carol"),
+            "UE-1": Node("UE-1", ip(cfg.ue_hosts[0]), port("UE-1"), "alice" + cfg.user_suffix),
+            "UE-2": Node("UE-2", ip(cfg.ue_hosts[1]), port("UE-2"), "bob" + cfg.user_suffix),
+            "UE-3": Node("UE-3", ip(cfg.ue_hosts[2]), port("UE-3"), "carol" + cfg.user_suffix),
+            "UE-4": Node("UE-4", ip(200), port("UE-4"), "dave"),
+            "UE-5": Node("UE-5", ip(201), port("UE-5"), "erin"),
             "CS": Node("CS", ip(4), port("CS")),
             "P-CSCF": Node("P-CSCF", ip(11), port("P-CSCF")),
             "S-CSCF": Node("S-CSCF", ip(12), port("S-CSCF")),
@@ -288,16 +307,15 @@ class Gen:
         for node in self.nodes.values():
             node.omit_default = cfg.omit_port_5060
         self.mrfp_ip = ip(4) if cfg.mrfp_on_cs_ip else ip(5)
-        self.aor = {"UE-1": "sip:alice@home.example", "UE-2": "sip:bob@home.example",
-                    "UE-3": "sip:carol@home.example"}
+        self.aor = {r: f"sip:{self.nodes[r].user}@home.example" for r in ("UE-1", "UE-2", "UE-3", "UE-4", "UE-5")}
         if cfg.tel_uris:
             self.aor = {"UE-1": "tel:+4930111100001", "UE-2": "tel:+4930111100002", "UE-3": "tel:+4930111100003"}
         self.factory = f"sip:conference-factory@{self.nodes['CS'].host}"
-        self.conf_uri = f"sip:conf-7f3a@{self.nodes['CS'].hostport}"
+        self.conf_uri = f"sip:{cfg.conf_user}@{self.nodes['CS'].hostport}"
         if cfg.domain_uris:
             self.factory = "sip:conference-factory@home.example"
-            self.conf_uri = "sip:conf-7f3a@conf.home.example"
-        self.t = 1000.0
+            self.conf_uri = f"sip:{cfg.conf_user}@conf.home.example"
+        self.t = cfg.t0
         self.frames: list[tuple[float, bytes]] = []
         self.ids = itertools.count(1)
         self.sdp_ver: dict[str, int] = {}
@@ -310,7 +328,7 @@ class Gen:
 
     # ---------------- helpers ----------------
     def uid(self, prefix: str) -> str:
-        return f"{prefix}{next(self.ids):04x}a9"
+        return f"{prefix}{self.cfg.prefix}{next(self.ids):04x}a9"
 
     def tick(self, dt: float = 0.004) -> float:
         self.t += dt
@@ -564,7 +582,10 @@ class Gen:
         cfg = self.cfg
         keep = {self.nodes[r].ip for r in cfg.capture_at}
         pkts = []
-        for t, data in sorted(self.frames, key=lambda f: f[0]):
+        frames = sorted(self.frames, key=lambda f: f[0])
+        if cfg.truncate:
+            frames = frames[:-cfg.truncate]
+        for t, data in frames:
             p = Ether(data)
             l3 = p.payload
             if keep and l3.src not in keep and l3.dst not in keep:
@@ -764,8 +785,11 @@ class Flow:
         mrfp = {"UE-1": (g.mrfp_ip, 30000), "UE-2": (g.mrfp_ip, 30002), "UE-3": (g.mrfp_ip, 30004)}
         if cfg.mrfp_on_cs_ip:
             mrfp = {k: (g.mrfp_ip, p + 8000) for k, (_, p) in mrfp.items()}
+        mrfp = {k: (a, p + cfg.mrfp_port_offset) for k, (a, p) in mrfp.items()}
         if cfg.register:
             self.registrations()
+        if cfg.noise:
+            self.noise("start")
         # Step 1: D12
         d12_1, d12_2 = self.invite("UE-1", "UE-2", g.aor["UE-2"], self.name_addr("UE-2"), "d12",
                                    ue_media["UE-1"], ue_media["UE-2"])
@@ -807,6 +831,11 @@ class Flow:
             self.conference_subscription(d1c_1)
         # Steps 22~83: REFER, NOTIFY, join, NOTIFY, BYE for UE-2 and UE-3
         branches = {"UE-2": (d12_1, d12_2), "UE-3": (d13_1, d13_3)}
+        if cfg.noise:
+            self.noise("middle")
+        if cfg.refer_to_focus:
+            self.refer_focus(branches, d1c_1, d1c_cs, mrfp)
+            return g
         order = ["UE-3", "UE-2"] if cfg.join_order == "ue3-first" else ["UE-2", "UE-3"]
         stages = [self.st_refer, self.st_notify1, self.st_join, self.st_notify2]
         state: dict[str, dict] = {r: {"dlgs": branches[r], "media": ue_media[r], "mrfp": mrfp[r]} for r in order}
@@ -837,8 +866,9 @@ class Flow:
             g.both_ways((ue_media["UE-1"][0], 49172), ue_media["UE-3"], g.tick(0.02))
             g.tick(0.15)
         for r in byes:
-            if state[r].get("byed"):
-                continue
+            if state[r].get("byed") or state[r].get("refer_rejected") or (
+                    state[r].get("join_failed") and not cfg.bye_after_failed_join):
+                continue  # UE-1 keeps the held call when the REFER or the join failed (RFC 5589 §6)
             g.tick(0.3)
             d1, d2 = branches[r]
             if cfg.ue_sends_bye:
@@ -850,9 +880,92 @@ class Flow:
         # steady state: a little more conference RTP so every leg has media up to the end
         end = g.tick(0.05)
         for r in ("UE-1", "UE-2", "UE-3"):
+            if r != "UE-1" and not state[r].get("conf"):
+                continue
             port = 49174 if r == "UE-1" else ue_media[r][1] + 2
             g.both_ways((ue_media[r][0], port), mrfp[r], end, 3)
+        if cfg.noise:
+            self.noise("end")
         return g
+
+    def noise(self, phase: str) -> None:
+        """SIP that belongs to no conference: keepalive OPTIONS (UE-1 to its P-CSCF, between the
+        proxies), a REGISTER and a MESSAGE by another subscriber, and a whole call between two others."""
+        g = self.g
+        n = g.nodes
+        ue1_path = self.path("UE-1", "CS")
+        first = ue1_path[0] if ue1_path else n["CS"]
+
+        def transaction(method: str, sender: str, dest: Node, ruri: str, to: str, path: list[Node],
+                        extra: list[tuple[str, str]] = (), body: bytes = b"", ctype: str = "") -> None:
+            call_id = f"{g.uid('nz')}@{n[sender].host}" if sender in n else f"{g.uid('nz')}@x"
+            frm = f"<sip:{n[sender].user or 'proxy'}@home.example>;tag={g.uid('nt')}"
+            req = g.request(method, ruri, sender, frm, to, call_id, 1, path, extra, body, ctype,
+                            contact=method != "MESSAGE", label=f"noise-{method}")
+            rx = g.forward(req, n[sender], path, dest, rr=False)
+            g.respond(rx, dest.name, "200 OK", list(reversed(path)), n[sender], g.uid("nr"), label=f"200-noise-{method}")
+            g.tick(0.01)
+
+        transaction("OPTIONS", "UE-1", first, f"sip:{first.hostport}", f"<sip:{first.hostport}>", [])
+        if len(ue1_path) > 1:
+            transaction("OPTIONS", ue1_path[0].name, ue1_path[1], f"sip:{ue1_path[1].hostport}",
+                        f"<sip:{ue1_path[1].hostport}>", [])
+        if phase == "start":
+            registrar = ue1_path[-1] if ue1_path else n["CS"]
+            transaction("REGISTER", "UE-4", registrar, "sip:home.example", f"<{g.aor['UE-4']}>", ue1_path[:-1],
+                        [("Expires", "600")])
+        if phase == "middle":
+            transaction("MESSAGE", "UE-4", n["UE-5"], g.aor["UE-5"], f"<{g.aor['UE-5']}>", ue1_path,
+                        body=b"see you at 10", ctype="text/plain")
+            caller, callee = self.invite("UE-4", "UE-5", g.aor["UE-5"], f"<{g.aor['UE-5']}>", "noise-call",
+                                         (n["UE-4"].ip, 40000), (n["UE-5"].ip, 40010))
+            self._noise_call = (caller, callee)
+        if phase == "end" and getattr(self, "_noise_call", None):
+            caller, callee = self._noise_call
+            rx = self.in_dialog(caller, "BYE", "UE-4", label="noise-bye")
+            g.respond(rx, "UE-5", "200 OK", callee.route, n["UE-4"], None, label="200-noise-bye")
+
+    def refer_focus(self, branches: dict[str, tuple[Dlg, Dlg]], d1c_1: Dlg, d1c_cs: Dlg,
+                    mrfp: dict[str, tuple[str, int]]) -> None:
+        """Checklist §8d (RFC 4579 §5.10, TS 34.229-5 A.26): UE-1 REFERs the focus in D1C with
+        Refer-To = the participant plus Replaces naming D12/D13; the focus NOTIFYs UE-1, INVITEs the
+        participant with Replaces, and the participant BYEs its call with UE-1 (RFC 3891 §3)."""
+        g = self.g
+        n = g.nodes
+        for r in ("UE-2", "UE-3"):
+            d1, d2 = branches[r]
+            g.tick(0.3)
+            to_tag = d1.remote.split(";tag=")[1]
+            from_tag = d1.local.split(";tag=")[1]
+            replaces = f"{d1.call_id}%3Bto-tag%3D{to_tag}%3Bfrom-tag%3D{from_tag}"
+            refer_to = f"<{g.aor[r]}?Replaces={replaces}>"
+            rx = self.in_dialog(d1c_1, "REFER", "UE-1", [("Refer-To", refer_to), ("Referred-By", f"<{g.aor['UE-1']}>")],
+                                contact=True, label=f"refer-focus-{r}")
+            g.respond(rx, "CS", "202 Accepted", d1c_cs.route, n["UE-1"], None, contact=True,
+                      label=f"202-refer-focus-{r}")
+            for which in ("first", "final"):
+                if which == "final":
+                    g.tick(0.3)
+                    # the focus INVITEs the participant, replacing its call with UE-1
+                    orig = n["CS"].user
+                    n["CS"].user = self.cfg.conf_user
+                    try:
+                        cs_leg, ue_leg = self.invite(
+                            "CS", r, g.aor[r], self.name_addr(r), f"focus-{r}", mrfp[r], (n[r].ip, 49200),
+                            extra=[("Replaces", f"{d1.call_id};to-tag={to_tag};from-tag={from_tag}"),
+                                   ("Referred-By", f"<{g.aor['UE-1']}>")])
+                    finally:
+                        n["CS"].user = orig
+                    del cs_leg, ue_leg
+                    bye = self.in_dialog(d2, "BYE", r, label=f"bye-{r}")
+                    g.respond(bye, "UE-1", "200 OK", d1.route, n[r], None, label=f"200-bye-{r}")
+                    g.tick(0.05)
+                status = "100 Trying" if which == "first" else "200 OK"
+                state = "active;expires=60" if which == "first" else "terminated;reason=noresource"
+                nrx = self.in_dialog(d1c_cs, "NOTIFY", "CS", [("Event", "refer"), ("Subscription-State", state)],
+                                     _sipfrag(self.cfg, status), "message/sipfrag", contact=False,
+                                     label=f"notify-focus-{which}-{r}")
+                g.respond(nrx, "UE-1", "200 OK", d1c_1.route, n["CS"], None, label=f"200-notify-focus-{which}-{r}")
 
     def registrations(self) -> None:
         g, cfg = self.g, self.cfg
@@ -910,7 +1023,7 @@ class Flow:
         callee_extra = [("Allow-Events", "conference, refer"), ("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, "
                                                                          "NOTIFY, SUBSCRIBE")]
         orig_contact = g.nodes["CS"].user
-        g.nodes["CS"].user = "conf-7f3a"
+        g.nodes["CS"].user = self.cfg.conf_user
         try:
             d_ue, d_cs = self._invite_with_focus(ue, ruri, to, label, (media_ip, media_port), mrfp, extra,
                                                  callee_extra, challenge)
@@ -973,6 +1086,11 @@ class Flow:
                               f'uri="{d1.target_uri}", response="00112233445566778899aabbccddeeff"')]
             g.tick(0.05)
         code = {200: "200 OK", 202: "202 Accepted"}[cfg.refer_code]
+        if cfg.refer_sub:
+            extra = [*extra, ("Refer-Sub", cfg.refer_sub), ("Supported", "norefersub")]
+        answer_extra = [("Refer-Sub", cfg.refer_sub_2xx)] if cfg.refer_sub_2xx else []
+        if cfg.no_notify or cfg.refer_sub_2xx.lower() == "false":
+            s["no_sub"] = True
         if cfg.refer_out_of_dialog:
             # a new dialog: To without tag, new Call-ID and From tag, Target-Dialog names D12/D13
             # (RFC 3515 §2, RFC 4538, RFC 7647 §4); the proxies record-route it
@@ -995,14 +1113,23 @@ class Flow:
             s["refer_rx"] = rx
             if cfg.notify_before_2xx:
                 self._notify(r, s, "first")
-            g.respond(rx, r, code, rr_nodes, d1.me, ttag, contact=True, rr=True, label=f"2xx-refer-{r}")
+            if r in cfg.refer_reject:
+                g.respond(rx, r, cfg.refer_reject[r], rr_nodes, d1.me, ttag, label=f"rej-refer-{r}")
+                s["refer_rejected"] = True
+                return
+            g.respond(rx, r, code, rr_nodes, d1.me, ttag, answer_extra, contact=True, rr=True,
+                      label=f"2xx-refer-{r}")
             return
         rx = self.in_dialog(d1, "REFER", "UE-1", extra, contact=True, label=f"refer-{r}")
         s["refer_cseq"] = d1.cseq
         s["refer_rx"] = rx
+        if r in cfg.refer_reject:
+            g.respond(rx, r, cfg.refer_reject[r], d2.route, g.nodes["UE-1"], None, label=f"rej-refer-{r}")
+            s["refer_rejected"] = True
+            return
         if cfg.notify_before_2xx and not cfg.only_final_notify:
             self._notify(r, s, "first")
-        g.respond(rx, r, code, d2.route, g.nodes["UE-1"], None, contact=True, label=f"2xx-refer-{r}")
+        g.respond(rx, r, code, d2.route, g.nodes["UE-1"], None, answer_extra, contact=True, label=f"2xx-refer-{r}")
         if cfg.blind_bye:
             g.tick(0.05)
             bye = self.in_dialog(d1, "BYE", "UE-1", label=f"bye-{r}")
@@ -1012,12 +1139,12 @@ class Flow:
     def _notify(self, r: str, s: dict, which: str) -> None:
         g, cfg = self.g, self.cfg
         d1, d2 = s.get("sub", s["dlgs"])
-        if s.get("notified_" + which):
+        if s.get("notified_" + which) or s.get("no_sub") or s.get("refer_rejected"):
             return
         s["notified_" + which] = True
         if which != "first":
             g.tick(cfg.notify_gap)
-        status = {"first": "100 Trying", "mid": "180 Ringing", "final": "200 OK"}[which]
+        status = {"first": "100 Trying", "mid": "180 Ringing", "final": s.get("final_status", "200 OK")}[which]
         state = cfg.sub_state_final if which == "final" else cfg.sub_state_first
         event = cfg.event + (f";id={s['refer_cseq']}" if cfg.event_id else "")
         if cfg.param_lws:
@@ -1036,7 +1163,12 @@ class Flow:
 
     def st_join(self, r: str, s: dict) -> None:
         g = self.g
+        if s.get("refer_rejected"):
+            return
         g.tick(0.05)
+        if r in self.cfg.join_reject:
+            self.rejected_join(r, s)
+            return
         if self.cfg.session_refresh and r == "UE-3":
             d1, d3 = s["dlgs"]
             rx = self.in_dialog(d3, "UPDATE", "UE-3", [("Session-Expires", "1800;refresher=uas")], contact=True,
@@ -1051,6 +1183,41 @@ class Flow:
         if self.cfg.mid_notify:
             self._notify(r, s, "mid")
 
+    def rejected_join(self, r: str, s: dict) -> None:
+        """The CS answers the referee's INVITE with a final non-2xx; every stateful hop ACKs it with the
+        INVITE's branch of that hop (RFC 3261 §17.1.1.3) and passes it upstream."""
+        g = self.g
+        node, cs = g.nodes[r], g.nodes["CS"]
+        path = self.path(r, "CS")
+        call_id = f"{g.uid('cid')}@{node.host}"
+        frm = self.name_addr(r, g.uid("ft"))
+        to = f"<{g.conf_uri}>"
+        ip, port = s["media"]
+        offer = g.sdp(r + f"join-{r}", ip, port + 2, "sendrecv", bump=False)
+        req = g.request("INVITE", g.conf_uri, r, frm, to, call_id, 1, path,
+                        [("Referred-By", s["refer_rx"].get("Referred-By") or "")], offer, "application/sdp",
+                        label=f"join-{r}")
+        g.forward(req, node, path, cs, rr=True)
+        copies = g.last_copies
+        hops = [node, *path, cs]
+        status = self.cfg.join_reject[r]
+        rtag = g.uid("ct")
+        resp = Msg(f"SIP/2.0 {status}", [["Via", v] for v in copies[-1].all("Via")] +
+                   [["From", frm], ["To", f"{to};tag={rtag}"], ["Call-ID", call_id], ["CSeq", "1 INVITE"]],
+                   b"", g.style("CS"), f"rej-join-{r}")
+        for i in range(len(hops) - 1, 0, -1):
+            g.send_hop(hops[i], hops[i - 1], resp, len(hops) - 1 - i)
+            inv = copies[i - 1]
+            ack = Msg(f"ACK {inv.start.split()[1]} SIP/2.0",
+                      [["Via", inv.all("Via")[0]], ["Max-Forwards", "70"], *[["Route", v] for v in inv.all("Route")],
+                       ["From", frm], ["To", f"{to};tag={rtag}"], ["Call-ID", call_id], ["CSeq", "1 ACK"]],
+                      b"", g.style(hops[i - 1].name), "ack-non2xx")
+            g.send_hop(hops[i - 1], hops[i], ack, 0)
+            resp = copy.deepcopy(resp)
+            resp.pop_top("Via")
+        s["final_status"] = status
+        s["join_failed"] = True
+
     def st_notify2(self, r: str, s: dict) -> None:
         self._notify(r, s, "final")
 
@@ -1061,6 +1228,16 @@ def build(cfg: Cfg | None = None) -> Gen:
 
 def write(path: str | Path, cfg: Cfg | None = None) -> Path:
     return build(cfg).write(Path(path))
+
+
+def write_many(path: str | Path, cfgs: list[Cfg]) -> Path:
+    """Several instances in one capture: each Cfg is one conference (give each its own `prefix`,
+    and `ue_hosts`/`conf_user`/`t0` as the scenario needs); frames are merged in time order."""
+    gens = [build(c) for c in cfgs]
+    first = gens[0]
+    for other in gens[1:]:
+        first.frames += other.frames
+    return first.write(Path(path))
 
 
 if __name__ == "__main__":

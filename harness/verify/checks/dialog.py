@@ -89,6 +89,9 @@ def call_1(ev: Evidence, step: Step) -> CheckResult:
     ok = ex.ok
     if ok is None:
         final = ex.final
+        cut = ev.unanswered_cut(ex) if final is None else None
+        if cut:
+            return inconclusive("CALL-1", f"INVITE of frame {invite.frame} not answered; {cut}", frames=[invite.frame])
         f.fail(f"INVITE of frame {invite.frame} got no 2xx (final: {final.status if final else 'none'}); "
                "the call was never established", invite.frame)
         return f.result()
@@ -224,6 +227,10 @@ def ack_1(ev: Evidence, step: Step) -> CheckResult:
                             f"(final: {final.status if final else 'none'}), so no ACK for a 2xx is due")
     ack = ex.ack_2xx
     if ack is None:
+        cut = ev.cut_short(ex.ok.time, ev.node(ex.request.sender))
+        if cut:
+            return inconclusive("ACK-1", f"no ACK for the 2xx of frame {ex.ok.origin.frame}; {cut}",
+                                frames=[ex.ok.origin.frame])
         f.fail(f"no ACK for the 2xx of frame {ex.ok.origin.frame}", ex.ok.origin.frame)
         return f.result()
     m = ack.origin

@@ -98,6 +98,10 @@ def hold_1(ev: Evidence, step: Step) -> CheckResult:
         f.warn(f"frame {offer_m.frame}: legacy c=0.0.0.0 hold (RFC 6337 §5.4; use a direction attribute)",
                offer_m.frame)
     _version_rule(f, _latest(items, ue1, offer_m.time), offer, offer_m, "UE-1's hold offer")
+    cut = ev.unanswered_cut(ex) if ex.final is None else None
+    if cut and not f.fails:
+        return inconclusive("HOLD-1", f"hold {ex.method} of frame {offer_m.frame} not answered; {cut}",
+                            frames=[offer_m.frame])
     if ex.ok is None:
         f.fail(f"hold {ex.method} of frame {offer_m.frame} got no 2xx (final: "
                f"{ex.final.status if ex.final else 'none'})", offer_m.frame)
@@ -170,8 +174,9 @@ def hold_2(ev: Evidence, step: Step) -> CheckResult:
 
 
 def _media_between(ev: Evidence, f: Findings, ex: Exchange, dialog_label: str, a_role: str, b_role: str,
-                   start: float, end: float) -> None:
-    """RTP both ways, each to the address the peer's SDP named (RFC 3264 §5.1, §6.1)."""
+                   start: float, end: float) -> str | None:
+    """RTP both ways, each to the address the peer's SDP named (RFC 3264 §5.1, §6.1). Returns why the
+    media cannot be judged (the capture ends before any could flow) instead of failing it."""
     offer_m = ex.request.origin
     answer_m = ex.ok.origin if ex.ok else None
     acks = [a.origin for a in ex.acks if a.origin.sdp is not None]
@@ -181,14 +186,20 @@ def _media_between(ev: Evidence, f: Findings, ex: Exchange, dialog_label: str, a
     if a_sdp is None or b_sdp is None:
         f.fail(f"{dialog_label}: no offer/answer pair (offer frame {offer_m.frame}, answer "
                f"{answer_m.frame if answer_m else 'none'})", offer_m.frame)
-        return
+        return None
     a_addr, b_addr = a_sdp.address(), b_sdp.address()
     for sdp, who, frame in ((b_sdp, b_role, answer_m.frame if answer_m else 0), (a_sdp, a_role, offer_m.frame)):
         addr = sdp.address()
         if addr is None or addr[0] == "0.0.0.0" or addr[1] == 0:
             f.fail(f"frame {frame}: {who}'s SDP names no usable media address ({addr})", frame)
     if not a_addr or not b_addr:
-        return
+        return None
+    # No RTP at all after `start`, or the capture ends within 0.2 s (ten 20 ms packets) of it: cut before
+    # media could flow both ways.
+    last_rtp = ev.data.__dict__.get("_rtp_end")
+    if last_rtp is None:
+        last_rtp = ev.data.__dict__["_rtp_end"] = max((p.time for p in ev.data.rtp), default=0.0)
+    cut = ev.cut_short(start) if last_rtp <= start or max(last_rtp, ev.capture_end) - start < 0.2 else None
     for src_sdp, dst_addr, src, dst in ((a_sdp, b_addr, a_role, b_role), (b_sdp, a_addr, b_role, a_role)):
         direction = src_sdp.direction()
         packets = _rtp(ev, dst_addr, start, end)
@@ -196,12 +207,16 @@ def _media_between(ev: Evidence, f: Findings, ex: Exchange, dialog_label: str, a
             continue
         if packets:
             f.ok(f"{len(packets)} RTP packets {src} -> {dst} at {dst_addr[0]}:{dst_addr[1]}", packets[0].frame)
+        elif cut:
+            return (f"{dialog_label}: no RTP {src} -> {dst} at {dst_addr[0]}:{dst_addr[1]} after frame "
+                    f"{answer_m.frame if answer_m else offer_m.frame}; {cut}")
         else:
             stray = [p for p in ev.data.rtp if start <= p.time <= end and p.src == (src_sdp.address() or ("", 0))[0]]
             hint = f"; {src} sent RTP to {stray[0].dst}:{stray[0].dport} instead (frame {stray[0].frame})" if stray else ""
             f.fail(f"{dialog_label}: no RTP {src} -> {dst} at the SDP address {dst_addr[0]}:{dst_addr[1]} "
                    f"between frame {answer_m.frame if answer_m else offer_m.frame} and {end - start:.2f} s later{hint}",
                    offer_m.frame, *([answer_m.frame] if answer_m else []), *([stray[0].frame] if stray else []))
+    return None
 
 
 def media_1(ev: Evidence, step: Step) -> CheckResult:
@@ -217,7 +232,9 @@ def media_1(ev: Evidence, step: Step) -> CheckResult:
     f = Findings("MEDIA-1")
     start = ex.ok.time
     end = ev.hold.request.time if ev.hold is not None else _window_end(ev, ev.d12, start) if ev.d12 else start
-    _media_between(ev, f, ex, "D12", ev.role(ex.request.sender), ev.role(ex.request.receiver), start, end)
+    cut = _media_between(ev, f, ex, "D12", ev.role(ex.request.sender), ev.role(ex.request.receiver), start, end)
+    if cut and not f.fails:
+        return inconclusive("MEDIA-1", cut, frames=[ex.ok.origin.frame])
     return f.result()
 
 
@@ -241,6 +258,8 @@ def media_2(ev: Evidence, step: Step) -> CheckResult:
     if addr and addr[0] != ex.ok.origin.src:
         f.ok(f"media at {addr[0]}:{addr[1]} (MRFP), not the CS's signalling address {ex.ok.origin.src}")
     last = max(p.time for p in ev.data.rtp)
-    _media_between(ev, f, ex, f"{ev.role(ex.request.sender)}-CS", ev.role(ex.request.sender), "CS/MRFP",
-                   ex.ok.time, last)
+    cut = _media_between(ev, f, ex, f"{ev.role(ex.request.sender)}-CS", ev.role(ex.request.sender), "CS/MRFP",
+                         ex.ok.time, last)
+    if cut and not f.fails:
+        return inconclusive("MEDIA-2", cut, frames=[ex.ok.origin.frame])
     return f.result()

@@ -117,6 +117,10 @@ def ref_5(ev: Evidence, step: Step) -> CheckResult:
     f = Findings("REF-5")
     final = ex.final
     if final is None:
+        cut = ev.unanswered_cut(ex)
+        if cut:
+            return inconclusive("REF-5", f"the REFER of frame {ex.request.origin.frame} got no final response; {cut}",
+                                frames=[ex.request.origin.frame])
         f.fail(f"the REFER of frame {ex.request.origin.frame} got no final response", ex.request.origin.frame)
         return f.result()
     m = final.origin
@@ -345,6 +349,16 @@ def bye_1(ev: Evidence, step: Step) -> CheckResult:
     if ex is None:
         if status is not None and status // 100 == 2:
             frame = final.request.origin.frame if final else 0
+            ue1 = ev.roles.node("UE-1")
+            # UE-1 ending another call later (and the capture showing that BYE's answer reach it) says
+            # the capture was not cut before this BYE could be sent.
+            later = [e for e in ev.model.requests("BYE") if ev.node(e.request.sender) == ue1
+                     and final is not None and e.time > final.request.time and e.final is not None
+                     and ev.node(e.final.delivered.dst_ep) == ue1]
+            cut = ev.cut_short(final.request.time) if final is not None else None
+            if cut and not later:
+                return inconclusive("BYE-1", f"{why} after the final NOTIFY reported {status} (frame {frame}); {cut}",
+                                    frames=[frame])
             f.fail(f"{why}: after the final NOTIFY reported {status} (frame {frame}) UE-1 must end the old call",
                    frame)
             return f.result()
@@ -354,6 +368,9 @@ def bye_1(ev: Evidence, step: Step) -> CheckResult:
         return inconclusive("BYE-1", why)
     m = ex.request.origin
     sender = ev.role(m.src_ep)
+    cut = ev.unanswered_cut(ex) if ex.final is None else None
+    if cut:
+        return inconclusive("BYE-1", f"{where(ev, m)}: BYE not answered; {cut}", frames=[m.frame])
     if ex.final is None or not 200 <= (ex.final.status or 0) < 300:
         f.fail(f"{where(ev, m)}: BYE answered {ex.final.status if ex.final else 'never'}; a BYE matching the dialog "
                "MUST get a 2xx (RFC 3261 §15.1.2)", m.frame)
