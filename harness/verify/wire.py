@@ -273,15 +273,19 @@ class WireMessage:
             body = body[:length]
         m = cls(raw=data, wire_body_len=rest, start_line=first, headers=headers, body=body,
                 **where)  # type: ignore[arg-type]
+        m._read_start_line(first)
+        return m
+
+    def _read_start_line(self, first: str) -> None:
+        """Status-Line (version, status, reason) or Request-Line (method, uri, version), leniently."""
         match = _STATUS_RE.match(first) if first[:4].upper() == "SIP/" else None
         if match:
-            m.version, m.status, m.reason = first.split(" ", 1)[0], int(match.group(2)), match.group(3) or ""
+            self.version, self.status, self.reason = first.split(" ", 1)[0], int(match.group(2)), match.group(3) or ""
         else:
             parts = first.split(" ")
-            m.method = parts[0] if parts and parts[0] else "?"
-            m.uri = parts[1] if len(parts) > 1 else ""
-            m.version = parts[2] if len(parts) > 2 else ""
-        return m
+            self.method = parts[0] if parts and parts[0] else "?"
+            self.uri = parts[1] if len(parts) > 1 else ""
+            self.version = parts[2] if len(parts) > 2 else ""
 
     @classmethod
     def from_text(cls, text: str, **where: object) -> WireMessage:
@@ -337,14 +341,7 @@ class WireMessage:
         m = object.__new__(cls)
         m.__dict__.update(where, raw=raw, wire_body_len=rest, start_line=first, headers=headers, body=body,
                           method=None, uri=None, status=None, reason=None, version="SIP/2.0", _by_name=by_name)
-        match = _STATUS_RE.match(first) if first[:4].upper() == "SIP/" else None
-        if match:
-            m.version, m.status, m.reason = first.split(" ", 1)[0], int(match.group(2)), match.group(3) or ""
-        else:
-            parts = first.split(" ")
-            m.method = parts[0] if parts and parts[0] else "?"
-            m.uri = parts[1] if len(parts) > 1 else ""
-            m.version = parts[2] if len(parts) > 2 else ""
+        m._read_start_line(first)
         return m
 
     @cached_property
