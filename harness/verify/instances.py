@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import unquote
 
-from harness.sip.errors import SipParseError
-from harness.sip.headers import NameAddr, SipUri
 from harness.verify.model import Exchange, Model, sent_by
 from harness.verify.roles import has_isfocus
+from harness.verify.wire import sip_uri
 
 HUB_PEERS = 6   # an end with more distinct peers than this is shared infrastructure, not a UE
 _REPLACES_RE = re.compile(r"replaces=([^&>]+)", re.I)
@@ -62,13 +61,8 @@ class _Union:
 @lru_cache(maxsize=1 << 14)
 def uri_key(text: str | None) -> str | None:
     """A URI (bare or inside a name-addr) without parameters and headers, for matching."""
-    if not text:
-        return None
-    try:
-        value = NameAddr.parse(text).uri if "<" in text else SipUri.parse(text.strip())
-    except SipParseError:
-        return None
-    if not isinstance(value, SipUri):
+    value = sip_uri(text)
+    if value is None:
         return None
     user = f"{value.user}@" if value.user else ""
     port = f":{value.port}" if value.port else ""

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from harness.sip.errors import SipParseError
-from harness.sip.headers import NameAddr, parse_cseq, split_commas
+from harness.sip.headers import NameAddr, SipUri, parse_cseq, split_commas
 from harness.sip.message import NO_SPLIT, Header, SipMessage, canonical_name
 
 T = TypeVar("T")
@@ -523,6 +523,18 @@ def _split(value: str) -> tuple[str, ...]:
         value = value.strip()
         return (value,) if value else ()
     return tuple(split_commas(value))
+
+
+@lru_cache(maxsize=1 << 14)
+def sip_uri(text: str | None) -> SipUri | None:
+    """The URI inside a name-addr or a bare URI; None when it is not a SIP URI (or does not parse)."""
+    if not text:
+        return None
+    try:
+        value = NameAddr.parse(text).uri if "<" in text else SipUri.parse(text.strip())
+    except SipParseError:
+        return None
+    return value if isinstance(value, SipUri) else None
 
 
 @lru_cache(maxsize=1 << 16)

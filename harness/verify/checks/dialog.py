@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from harness.flows.step import Step
-from harness.sip.errors import SipParseError
-from harness.sip.headers import NameAddr, SipUri
+from harness.sip.headers import SipUri
 from harness.verify.a21 import Evidence
 from harness.verify.checks.base import Findings, inconclusive, where
 from harness.verify.model import Dialog, Exchange
 from harness.verify.verdict import CheckResult
-from harness.verify.wire import WireMessage
+from harness.verify.wire import WireMessage, sip_uri
 
 REFRESH = ("INVITE", "UPDATE")
 
 
-@lru_cache(maxsize=1 << 14)
-def _uri(text: str | None) -> SipUri | None:
-    """The URI inside a name-addr or a bare URI; None when it is not a SIP URI."""
-    if not text:
-        return None
-    try:
-        value = NameAddr.parse(text).uri if "<" in text else SipUri.parse(text.strip())
-    except SipParseError:
-        return None
-    return value if isinstance(value, SipUri) else None
 
 
 def same_uri(a: str | None, b: str | None) -> bool:
-    ua, ub = _uri(a), _uri(b)
+    ua, ub = sip_uri(a), sip_uri(b)
     if ua is None or ub is None:
         return a is not None and a == b
     return ua.equivalent(ub)
@@ -83,7 +70,7 @@ def call_1(ev: Evidence, step: Step) -> CheckResult:
     f = Findings("CALL-1")
     invite = ex.request.origin
     contacts = invite.get_all("Contact")
-    if len(contacts) != 1 or _uri(contacts[0]) is None:
+    if len(contacts) != 1 or sip_uri(contacts[0]) is None:
         f.fail(f"{where(ev, invite)}: dialog-creating INVITE must carry exactly one SIP/SIPS Contact, "
                f"saw {contacts or 'none'}", invite.frame)
     ok = ex.ok
@@ -136,7 +123,7 @@ def check_target_and_route(ev: Evidence, f: Findings, dialog: Dialog, m: WireMes
     routes = route_set(ev, dialog, sender)
     target = remote_target(ev, dialog, sender, m.time)
     seen_routes = m.get_all("Route")
-    strict = bool(routes) and _uri(routes[0]) is not None and not (_uri(routes[0]) or SipUri(host="x")).lr
+    strict = bool(routes) and sip_uri(routes[0]) is not None and not (sip_uri(routes[0]) or SipUri(host="x")).lr
     if target is None:
         f.ok(f"{label}: remote target unknown (dialog start not in the capture)")
     elif strict:
@@ -207,7 +194,7 @@ def dlg_1(ev: Evidence, step: Step) -> CheckResult:
             f.ok(f"tags {mine}/{theirs}")
     _cseq_rule(ev, f, dialog, ex)
     check_target_and_route(ev, f, dialog, m, req.method or "request")
-    target = _uri(m.uri)
+    target = sip_uri(m.uri)
     if req.method == "REFER" and target is not None and "gr" in target.params:
         f.warn(f"{where(ev, m)}: in-dialog REFER to a GRUU ({m.uri}); RFC 7647 §4 wants it out of dialog "
                "(accepted: 3GPP agreements allow dialog reuse, checklist §8a)", m.frame)
