@@ -20,15 +20,7 @@ from harness.agents.proxy import Proxy
 from harness.agents.topology import UES, Topology
 from harness.agents.ua import WAIT
 from harness.agents.ue import UserEquipment
-from harness.flows.a2_1.play import (
-    ACTIONS,
-    PAUSE_AFTER,
-    STEADY_SLACK,
-    TAIL,
-    FlowContext,
-    SteadyPhase,
-    StepRecord,
-)
+from harness.flows.a2_1.play import STEADY_SLACK, FlowContext, SteadyPhase, StepRecord, run_table
 from harness.flows.a2_1.steps import STEPS
 from harness.flows.step import Step
 from harness.load.topology import InstanceTopology
@@ -75,33 +67,12 @@ class Progress:
                 f"{self.failed} failed, {time.monotonic() - self.began:.1f} s")
 
 
-def _branches() -> tuple[list[Step], dict[str, list[Step]]]:
-    common = [s for s in STEPS if s.branch is None]
+def _branches() -> dict[str, list[Step]]:
     branches: dict[str, list[Step]] = {}
     for step in STEPS:
         if step.branch is not None:
             branches.setdefault(step.branch, []).append(step)
-    return common, branches
-
-
-async def _step(ctx: FlowContext, step: Step, record: StepRecord) -> None:
-    record.started = time.monotonic()
-    try:
-        record.detail = await ACTIONS[step.action](ctx, step)
-        record.status = "done"
-    except BaseException as exc:
-        record.status, record.detail = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        record.ended = time.monotonic()
-
-
-async def _branch(ctx: FlowContext, name: str, steps: list[Step], records: dict[str, StepRecord]) -> None:
-    try:
-        for step in steps:
-            await _step(ctx, step, records[step.id])
-    finally:
-        ctx.steady.leave(name)
+    return branches
 
 
 class LoadRun:
@@ -175,7 +146,7 @@ class LoadRun:
     async def _instance(self, record: InstanceRecord, cs: ConferenceServer, mrfp: Mrfp) -> None:
         topology = InstanceTopology(subnet=self.base.subnet, instance=record.index)
         ues = {role: UserEquipment(role, topology, wait=self.wait) for role in UES}
-        common, branches = _branches()
+        branches = _branches()
         record.steps = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
         steady = SteadyPhase(set(branches), self.media_seconds, max(STEADY_SLACK, 3 * self.wait))
         ctx = FlowContext(topology, ues, cs, mrfp, steady, self.wait)
@@ -184,17 +155,7 @@ class LoadRun:
             async with asyncio.timeout(self.instance_timeout):
                 for ue in ues.values():
                     await ue.start()
-                for step in common:
-                    await _step(ctx, step, record.steps[step.id])
-                    await asyncio.sleep(PAUSE_AFTER.get(step.id, 0.0))
-                results = await asyncio.gather(
-                    *(_branch(ctx, name, steps, record.steps) for name, steps in branches.items()),
-                    return_exceptions=True)
-                failures = [f"{name}: {type(r).__name__}: {r}" for name, r in zip(branches, results, strict=True)
-                            if isinstance(r, BaseException)]
-                if failures:
-                    record.error = "; ".join(failures)
-                await asyncio.sleep(TAIL)
+                record.error = await run_table(ctx, record.steps, branches)
         except TimeoutError:
             record.error = f"instance did not finish within {self.instance_timeout:g} s"
         except Exception as exc:

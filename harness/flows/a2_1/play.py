@@ -326,6 +326,20 @@ async def play(topology: Topology, media_seconds: float = 2.0, faults: frozenset
     return report
 
 
+async def run_table(ctx: FlowContext, records: dict[str, StepRecord], branches: dict[str, list[Step]]) -> str | None:
+    """The step table: the unbranched steps in order, then the branches side by side, then the tail.
+    Returns why a branch failed (None when all finished); an unbranched step's failure raises."""
+    for step in (s for s in STEPS if s.branch is None):
+        await _run_step(ctx, step, records[step.id])
+        await asyncio.sleep(PAUSE_AFTER.get(step.id, 0.0))
+    results = await asyncio.gather(*(_run_branch(ctx, name, steps, records) for name, steps in branches.items()),
+                                   return_exceptions=True)
+    failures = [f"{name}: {type(r).__name__}: {r}" for name, r in zip(branches, results, strict=True)
+                if isinstance(r, BaseException)]
+    await asyncio.sleep(TAIL)
+    return "; ".join(failures) or None
+
+
 async def choreograph(ctx: FlowContext, report: PlayReport, records: dict[str, StepRecord],
                       branches: dict[str, list[Step]], timeout: float,
                       start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
@@ -336,17 +350,7 @@ async def choreograph(ctx: FlowContext, report: PlayReport, records: dict[str, S
     try:
         async with asyncio.timeout(timeout):
             await start()
-            for step in (s for s in STEPS if s.branch is None):
-                await _run_step(ctx, step, records[step.id])
-                await asyncio.sleep(PAUSE_AFTER.get(step.id, 0.0))
-            results = await asyncio.gather(
-                *(_run_branch(ctx, name, steps, records) for name, steps in branches.items()),
-                return_exceptions=True)
-            failures = [f"{name}: {type(r).__name__}: {r}" for name, r in zip(branches, results, strict=True)
-                        if isinstance(r, BaseException)]
-            if failures:
-                report.error = "; ".join(failures)
-            await asyncio.sleep(TAIL)
+            report.error = await run_table(ctx, records, branches)
     except FlowError as exc:  # before TimeoutError: a FlowTimeout names what a role waited for
         report.error = f"{type(exc).__name__}: {exc}"
     except TimeoutError:
