@@ -181,6 +181,8 @@ def test_full_disk_fails_with_the_reason_and_keeps_what_fit(tiny_disk: Path, cap
 
 
 @pytest.mark.interop
+# Both runs use their profile's own fixed addresses (the CLI does not relocate them): one worker runs them in turn.
+@pytest.mark.xdist_group("sut-profile-addresses")
 @pytest.mark.parametrize(("profile", "peer"), [("kamailio-core.toml", "kamailio"), ("baresip-ue2-ue3.toml", "baresip")])
 def test_sut_killed_mid_flow_fails_in_bounds_and_leaves_nothing(tmp_path: Path, capture_tools: None, profile: str,
                                                                  peer: str) -> None:
