@@ -25,7 +25,8 @@ SEED = 7  # any seed passes (see the README's seed sweep); a fixed one keeps CI 
 def _explain(outcome) -> str:  # noqa: ANN001
     bad = [f"{s.step} {s.verdict}: " + "; ".join(f"{c.id} {c.detail}" for c in s.checks if c.verdict != "pass")
            for s in outcome.result.steps if s.verdict != "pass"]
-    return "\n".join([f"play error: {outcome.play_error}", *bad, f"capture: {outcome.pcap}"])
+    return "\n".join([f"play error: {outcome.play_error}", *bad, f"link counters: {outcome.placement}",
+                      f"capture: {outcome.pcap}"])
 
 
 def _left_behind(outcome) -> list[str]:  # noqa: ANN001

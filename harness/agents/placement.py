@@ -228,7 +228,8 @@ class NetnsPlacement:
 
     def link_stats(self) -> dict[str, int]:
         """Relay counters summed over every direction, plus nftables drops (read before exit)."""
-        totals = {"relayed": 0, "lost": 0, "overflow": 0, "send_errors": 0, "nft_dropped": 0}
+        totals = {"relayed": 0, "lost": 0, "overflow": 0, "send_errors": 0, "nft_dropped": 0,
+                  "tap_dropped": self.testbed.relay_tap_drops()}
         for stats in self.testbed.relay_stats().values():
             totals["relayed"] += stats.forwarded
             totals["lost"] += stats.lost

@@ -76,6 +76,7 @@ class IncomingReferral:
     join: Call | None = None
     final_status: int | None = None
     notifies_sent: int = 0
+    last_notify: asyncio.Future[SipMessage] | None = None  # the latest NOTIFY's final response
 
 
 @dataclass(eq=False)
@@ -393,6 +394,7 @@ class UserEquipment(SipAgent):
         if final and self.fault("ue2-final-notify-active"):
             notify.set("Subscription-State", "active;expires=60")
         fut = self.send_request(notify)
+        incoming.last_notify = fut
         self.spawn(self._expect_2xx(fut, "NOTIFY"), "NOTIFY")
 
     async def _expect_2xx(self, fut: asyncio.Future[SipMessage], what: str) -> None:
@@ -423,6 +425,11 @@ class UserEquipment(SipAgent):
         # A small margin: the rate is judged at every hop of the capture, where the first NOTIFY may
         # have waited for a TCP connection that the final one finds open.
         await asyncio.sleep(max(0.0, incoming.notifier.next_allowed(loop.time()) - loop.time()) + NOTIFY_MARGIN)
+        # One NOTIFY outstanding per subscription: over a lossy link a final NOTIFY overtaking the
+        # unanswered first one would make the subscriber refuse that one's retransmissions with 500
+        # (its CSeq is now lower, RFC 3261 §12.2.2). Bounded: the transaction ends by Timer F.
+        if incoming.last_notify is not None and not incoming.last_notify.done():
+            await asyncio.wait({incoming.last_notify}, timeout=self.wait)
         self._send_notify(incoming, status, reason, final=True)
 
     # --- referrer (NOTIFY received) --------------------------------------------------------------

@@ -53,6 +53,10 @@ _BURST = 64            # datagrams read per readable event before serving the he
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4    # linux/if_packet.h: a frame this host sent, seen by a tap on the same port
 SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33    # asm-generic/socket.h: SO_RCVBUF beyond net.core.rmem_max (CAP_NET_ADMIN)
+SOL_PACKET = 263
+PACKET_STATISTICS = 6  # struct tpacket_stats {tp_packets, tp_drops}; reading resets both
+TAP_RCVBUF = 8 << 20
 # Classic BPF: keep IPv4 UDP frames that enter the port (pkt_type != OUTGOING), drop the rest in
 # the kernel, so the relay thread wakes only for frames it may have to relay.
 _UDP_IN_FILTER = [
@@ -326,6 +330,7 @@ class FrameRelay(_Forwarder):
         self._open_port = open_port
         self._ports: dict[str, socket.socket] = {}
         self._links: dict[tuple[str, bytes], _FrameLink] = {}
+        self._tap_drops = 0
 
     def add_link(self, in_port: str, out_port: str, dst_mac: str, profile: LinkProfile,
                  label: str | None = None) -> RelayStats:
@@ -336,6 +341,15 @@ class FrameRelay(_Forwarder):
         link = _FrameLink(out_port, DelayModel(profile, label or f"{in_port}>{out_port}"), RelayStats())
         self._links[(in_port, mac)] = link  # one dict store: atomic for the relay thread
         return link.stats
+
+    def tap_drops(self) -> int:
+        """Frames the kernel dropped because a tap's receive buffer was full (never relayed: an
+        impairment beyond the profile's), summed over every port since the relay started."""
+        for sock in list(self._ports.values()):
+            with contextlib.suppress(OSError):
+                _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+                self._tap_drops += drops
+        return self._tap_drops
 
     def _port(self, ifname: str) -> socket.socket:
         sock = self._ports.get(ifname)
@@ -368,7 +382,10 @@ def open_packet_socket(ifname: str) -> socket.socket:
         buf = ctypes.create_string_buffer(program)
         fprog = struct.pack("HL", len(_UDP_IN_FILTER), ctypes.addressof(buf))  # struct sock_fprog
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:  # a tap that overflows loses frames the bridge copy of which is already dropped
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, TAP_RCVBUF)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TAP_RCVBUF)
         sock.bind((ifname, ETH_P_ALL))
     except OSError:
         sock.close()

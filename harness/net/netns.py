@@ -486,6 +486,10 @@ class Testbed:
             raise TestbedError(f"impairment relay failed: {self._relay.error!r}")
         return dict(self._relay_stats)
 
+    def relay_tap_drops(self) -> int:
+        """Frames lost in the relay's taps (full receive buffer): loss the profile did not ask for."""
+        return 0 if self._relay is None else self._relay.tap_drops()
+
     def impair(self, a: str, b: str, *, loss: float = 0.0, delay: float = 0.0, jitter: float = 0.0,
                reorder: bool = True, seed: int | str = 0, both_ways: bool = True) -> None:
         """Loss (nftables) and delay/jitter (relay) on the link a -> b, and b -> a unless told not to."""
