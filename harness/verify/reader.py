@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -45,6 +46,7 @@ from pyshark.tshark.tshark import get_tshark_version
 from harness.sip.errors import SipParseError
 from harness.sip.message import SipMessage
 from harness.verify.errors import BadInput
+from harness.verify.pcapindex import CaptureIndex
 from harness.verify.wire import CaptureData, RtcpPacket, RtpPacket, WireMessage, frame_body
 
 # The last clause keeps frames that carry SIP text but went to another port's dissector (SIP on
@@ -68,13 +70,17 @@ READ_SIZE = 1 << 22        # one read of the pipe, at most
 READ_PAUSE = 0.01          # after a short read, let this much output gather first
 START_TIMEOUT = 60.0       # seconds for tshark to start
 IDLE_TIMEOUT = 300.0       # seconds without any output before tshark counts as hung
+INDEX_MIN_BYTES = 1 << 20  # smaller captures: tshark prints payloads, no index is built
+SPLIT_MIN_FRAMES = 20_000  # fewer frames: one tshark (two cost more to start than they save)
+MAX_PARTS = 2              # tshark processes side by side; Python decoding takes another core
 T = TypeVar("T")
 
 
 class FieldsCapture(pyshark.FileCapture):
     """pyshark FileCapture printing only `fields` (`-T fields`); the process is read by `stream_frames`."""
 
-    def __init__(self, path: str, fields: tuple[str, ...] = FIELDS, **kwargs: Any) -> None:
+    def __init__(self, path: str, fields: tuple[str, ...] = FIELDS, read_from: str | None = None,
+                 **kwargs: Any) -> None:
         params = ["-E", "separator=/t", "-E", "occurrence=a", "-E", f"aggregator={RS}", "-E", "quote=n"]
         for name in fields:
             params += ["-e", name]
@@ -83,6 +89,7 @@ class FieldsCapture(pyshark.FileCapture):
         super().__init__(path, use_ek=True, keep_packets=False, custom_parameters=params, **kwargs)
         self.failure: str | None = None
         self.stdout_fd: int | None = None
+        self.read_from = read_from   # what tshark reads instead of `path` (a FIFO fed one part of it)
 
     def _get_tshark_version(self) -> Any:
         """pyshark runs `tshark -v` for every capture object (0.3 s each); once per process is enough."""
@@ -95,6 +102,8 @@ class FieldsCapture(pyshark.FileCapture):
         thread decoding the frames (a third of the read's CPU on a busy machine)."""
         self._verify_capture_parameters()
         parameters = [self._get_tshark_path(), "-n", "-T", "fields", *self.get_parameters(packet_count=packet_count)]
+        if self.read_from is not None:
+            parameters[parameters.index("-r") + 1] = self.read_from
         read_fd, write_fd = os.pipe()
         with contextlib.suppress(OSError, AttributeError):
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)   # Linux: room for ~0.1 s of output
@@ -184,30 +193,39 @@ class _Drain:
             return data
 
 
-def stream_frames(cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> Iterator[list[list[str]]]:
-    """Batches of frames (one value per field of FIELDS, "" when absent), as tshark writes them.
+class _Stream:
+    """One tshark process writing field lines into a pipe that its own thread drains.
 
-    The pipe is drained by its own thread while the caller works on the previous batch (tshark
-    never waits on Python; dissection and decoding run on two cores); pyshark's event loop runs
-    on another thread for the process itself (start, stderr, exit). tshark is stopped and reaped
-    in `finally`, whatever happens.
+    Started at construction (so several can run side by side), read by `batches()`, stopped by
+    `close()` in any case: tshark stopped and reaped, threads joined, the pipe closed.
     """
-    thread = threading.Thread(target=loop.run_forever, name="tshark-reader", daemon=True)
-    thread.start()
-    process = None
-    drain: _Drain | None = None
-    try:
-        process = _call(loop, cap._get_tshark_process(), START_TIMEOUT, "starting")
-        assert cap.stdout_fd is not None
-        drain = _Drain(cap.stdout_fd)
+
+    def __init__(self, cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> None:
+        self.cap = cap
+        self.loop = loop   # the capture's own loop, driven by the reader thread
+        self.thread = threading.Thread(target=self.loop.run_forever, name="tshark-reader", daemon=True)
+        self.thread.start()
+        self.process: Any = None
+        self.drain: _Drain | None = None
+        try:
+            self.process = _call(self.loop, cap._get_tshark_process(), START_TIMEOUT, "starting")
+            assert cap.stdout_fd is not None
+            self.drain = _Drain(cap.stdout_fd)
+        except BaseException:
+            self.close()
+            raise
+
+    def batches(self) -> Iterator[list[list[str]]]:
+        """Batches of frames (one value per field, "" when absent), as tshark writes them."""
+        assert self.drain is not None
         rest = b""
         while True:
-            chunk = drain.take(IDLE_TIMEOUT)
+            chunk = self.drain.take(IDLE_TIMEOUT)
             if chunk is None:
                 raise BadInput(f"tshark gave no output for {IDLE_TIMEOUT:.0f} s while reading")
             if not chunk:
-                if drain.error is not None:
-                    raise BadInput(f"reading tshark's output: {drain.error}")
+                if self.drain.error is not None:
+                    raise BadInput(f"reading tshark's output: {self.drain.error}")
                 break
             data = rest + chunk if rest else chunk
             cut = data.rfind(b"\n") + 1
@@ -216,22 +234,43 @@ def stream_frames(cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> Iterat
                 yield [line.split("\t") for line in data[:cut].decode("utf-8", "surrogateescape").split("\n")[:-1]]
         if rest.strip():
             yield [rest.decode("utf-8", "surrogateescape").split("\t")]
-        cap._eof_reached = True
-    finally:
+        self.cap._eof_reached = True
+
+    def close(self) -> None:
+        """Idempotent."""
+        cap, loop = self.cap, self.loop
+        if loop.is_closed():
+            return
         try:
-            if process is not None:
-                _call(loop, cap._cleanup_subprocess(process), 30, "stopping")
+            if self.process is not None:
+                _call(loop, cap._cleanup_subprocess(self.process), 30, "stopping")
+                self.process = None
             _call(loop, cap.close_async(), 30, "closing")
         finally:
-            if drain is not None:
-                drain.thread.join(30)   # tshark is gone: the pipe is at its end
-            if cap.stdout_fd is not None and (drain is None or not drain.thread.is_alive()):
+            if self.drain is not None:
+                self.drain.thread.join(30)   # tshark is gone: the pipe is at its end
+            if cap.stdout_fd is not None and (self.drain is None or not self.drain.thread.is_alive()):
                 os.close(cap.stdout_fd)
                 cap.stdout_fd = None
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(30)
-            if not thread.is_alive():
-                loop.close()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(loop.stop)
+                self.thread.join(30)
+                if not self.thread.is_alive():
+                    loop.close()
+
+
+def stream_frames(cap: FieldsCapture, loop: asyncio.AbstractEventLoop) -> Iterator[list[list[str]]]:
+    """Batches of frames of one tshark run (see `_Stream`); tshark is stopped in `finally`.
+
+    The pipe is drained by its own thread while the caller works on the previous batch (tshark
+    never waits on Python; dissection and decoding run on two cores); pyshark's event loop runs
+    on another thread for the process itself (start, stderr, exit).
+    """
+    stream = _Stream(cap, loop)
+    try:
+        yield from stream.batches()
+    finally:
+        stream.close()
 
 
 def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> list[bytes]:
@@ -299,23 +338,24 @@ def _int(text: str, default: int = 0) -> int:
         return 1 if text.lower() == "true" else default
 
 
-def _add_frame(data: CaptureData, row: list[str]) -> None:
+def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: CaptureIndex | None = None) -> None:
     """One frame: an RTP/RTCP packet or the SIP message(s) it carries (ICMP quotes are skipped)."""
-    if len(row) < len(FIELDS):
+    if len(row) < F_PAYLOAD:
         return  # not a frame line (tshark printed nothing for it)
+    payload = row[F_PAYLOAD] if len(row) > F_PAYLOAD else ""
     data.frames += 1
     if row[F_ICMP] or row[F_ICMP6]:
         return  # an ICMP error quoting a packet is not a packet that was sent
     if row[F_SSRC] and not row[F_HDR] and RS not in row[F_SSRC]:   # plain RTP, the bulk of a capture
         try:
-            data.rtp.append(RtpPacket(int(row[F_NUMBER]), float(row[F_TIME]), _last(row[F_IP_SRC] or row[F_IP6_SRC]),
+            data.rtp.append(RtpPacket(int(row[F_NUMBER]) + offset, float(row[F_TIME]), _last(row[F_IP_SRC] or row[F_IP6_SRC]),
                                       int(row[F_UDP_SPORT]), _last(row[F_IP_DST] or row[F_IP6_DST]),
                                       int(row[F_UDP_DPORT]), int(row[F_SSRC], 0), int(row[F_PT]), int(row[F_SEQ]),
-                                      int(row[F_TS]), row[F_MARKER] in ("1", "True"), row[F_PAYLOAD]))
+                                      int(row[F_TS]), row[F_MARKER] in ("1", "True"), payload, source))
             return
         except ValueError:
             pass  # odd values (RTP in a tunnel, over TCP): the careful path below
-    frame = _int(row[F_NUMBER])
+    frame = _int(row[F_NUMBER]) + offset
     time = float(row[F_TIME] or 0.0)
     src = _last(row[F_IP_SRC]) or _last(row[F_IP6_SRC]) or "?"
     dst = _last(row[F_IP_DST]) or _last(row[F_IP6_DST]) or "?"
@@ -346,7 +386,7 @@ def _add_frame(data: CaptureData, row: list[str]) -> None:
     elif row[F_SSRC]:
         data.rtp.append(RtpPacket(frame, time, src, sport, dst, dport, _int(_last(row[F_SSRC])),
                                   _int(_last(row[F_PT])), _int(_last(row[F_SEQ])), _int(_last(row[F_TS])),
-                                  bool(_int(_last(row[F_MARKER]))), _last(row[F_PAYLOAD])))
+                                  bool(_int(_last(row[F_MARKER]))), _last(payload), source))
     elif row[F_RTCP]:
         pt = row[F_RTCP].split(RS)[0]
         data.rtcp.append(RtcpPacket(frame, time, src, sport, dst, dport, _int(pt) if pt else None))
@@ -355,23 +395,23 @@ def _add_frame(data: CaptureData, row: list[str]) -> None:
         data.suspects.add((transport, sport, dport, stream))
 
 
-def _pass(path: str, data: CaptureData, display_filter: str, decode_as: dict[str, str] | None = None) -> None:
-    loop = asyncio.new_event_loop()  # our own loop, driven by the reader thread
-    cap = FieldsCapture(path, display_filter=display_filter, override_prefs=PREFS, eventloop=loop,
-                        decode_as=decode_as)
-    index: dict[tuple[str, int], list[RtpPacket]] = {}
-    for batch in stream_frames(cap, loop):
-        done = len(data.rtp)
-        for row in batch:
-            _add_frame(data, row)
-        for p in data.rtp[done:]:   # the RTP index engine._RtpIndex would build afterwards
-            for key in ((p.dst, p.dport), (p.src, p.sport)):
-                packets = index.get(key)
-                if packets is None:
-                    index[key] = [p]
-                else:
-                    packets.append(p)
-    data.rtp_by_addr = index
+def _add_rows(data: CaptureData, batch: list[list[str]], offset: int, source: CaptureIndex | None) -> None:
+    """Frames of one batch, and the RTP index engine._RtpIndex would otherwise build afterwards."""
+    index = data.rtp_by_addr
+    assert index is not None
+    done = len(data.rtp)
+    for row in batch:
+        _add_frame(data, row, offset, source)
+    for p in data.rtp[done:]:
+        for key in ((p.dst, p.dport), (p.src, p.sport)):
+            packets = index.get(key)
+            if packets is None:
+                index[key] = [p]
+            else:
+                packets.append(p)
+
+
+def _check_failure(path: str, data: CaptureData, cap: FieldsCapture) -> None:
     if cap.failure:
         error = (cap._last_error_line or cap.failure).removeprefix("tshark: ")
         if "cut short" in error and (data.messages or data.rtp):
@@ -380,9 +420,96 @@ def _pass(path: str, data: CaptureData, display_filter: str, decode_as: dict[str
             raise BadInput(f"{path}: {error}")
 
 
+def _capture(path: str, display_filter: str, decode_as: dict[str, str] | None = None,
+             fields: tuple[str, ...] = FIELDS, read_from: str | None = None
+             ) -> tuple[FieldsCapture, asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()  # our own loop, driven by the reader thread
+    cap = FieldsCapture(path, fields=fields, read_from=read_from, display_filter=display_filter,
+                        override_prefs=PREFS, eventloop=loop, decode_as=decode_as)
+    return cap, loop
+
+
+def _pass(path: str, data: CaptureData, display_filter: str, decode_as: dict[str, str] | None = None,
+          source: CaptureIndex | None = None) -> None:
+    """One tshark over the whole file. With `source`, payloads are read from the file, not printed."""
+    cap, loop = _capture(path, display_filter, decode_as, FIELDS[:F_PAYLOAD] if source else FIELDS)
+    if data.rtp_by_addr is None:
+        data.rtp_by_addr = {}
+    for batch in stream_frames(cap, loop):
+        _add_rows(data, batch, 0, source)
+    _check_failure(path, data, cap)
+
+
+class _Feeder:
+    """Writes frames [start, stop) of a capture, as a capture of their own, into a FIFO that one
+    tshark reads. Never blocks anyone for good: `close()` unblocks a writer whose reader is gone."""
+
+    def __init__(self, index: CaptureIndex, fifo: str, start: int, stop: int) -> None:
+        self.index, self.fifo, self.start, self.stop = index, fifo, start, stop
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._run, name=f"capture-part-{start}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with open(self.fifo, "wb", buffering=0) as out:   # blocks until tshark opens it
+                for piece in self.index.part(self.start, self.stop):
+                    out.write(piece)
+        except BrokenPipeError:
+            pass   # tshark stopped reading; its own exit status tells why
+        except OSError as exc:
+            self.error = exc
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            # A writer still waiting for its reader to open the FIFO: be that reader, then leave.
+            with contextlib.suppress(OSError):
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+                os.close(fd)
+            self.thread.join(5)
+
+
+def _split_pass(path: str, data: CaptureData, index: CaptureIndex, parts: int) -> None:
+    """The first pass as `parts` tshark processes side by side, each fed a contiguous run of
+    frames through a FIFO; their lines are decoded in frame order (the later parts' output
+    waits in their drain threads' memory, so no tshark ever waits on Python)."""
+    bounds = [index.frames * k // parts for k in range(parts + 1)]
+    data.rtp_by_addr = {}
+    streams: list[tuple[_Stream, FieldsCapture, _Feeder, int]] = []
+    with tempfile.TemporaryDirectory(prefix="verify-parts-") as tmp:
+        try:
+            for k in range(parts):
+                fifo = os.path.join(tmp, f"part{k}.pcap")
+                os.mkfifo(fifo, 0o600)
+                feeder = _Feeder(index, fifo, bounds[k], bounds[k + 1])
+                cap, loop = _capture(path, DISPLAY_FILTER, fields=FIELDS[:F_PAYLOAD], read_from=fifo)
+                try:
+                    stream = _Stream(cap, loop)
+                except BaseException:
+                    feeder.close()
+                    raise
+                streams.append((stream, cap, feeder, bounds[k]))
+            for stream, cap, feeder, offset in streams:
+                for batch in stream.batches():
+                    _add_rows(data, batch, offset, index)
+                stream.close()   # tshark reaped: its exit status is known
+                if feeder.error is not None:
+                    raise BadInput(f"{path}: feeding tshark frames {offset + 1}..: {feeder.error}")
+                _check_failure(path, data, cap)
+        finally:
+            for stream, _cap, feeder, _offset in streams:
+                stream.close()
+                feeder.close()
+
+
 def _read(path: str) -> CaptureData:
     data = CaptureData(path=path, messages=[], rtp=[], rtcp=[])
-    _pass(path, data, DISPLAY_FILTER)
+    index = CaptureIndex.build(path) if Path(path).stat().st_size >= INDEX_MIN_BYTES else None
+    parts = min(os.cpu_count() or 1, MAX_PARTS)
+    if index is not None and index.splittable and index.frames >= SPLIT_MIN_FRAMES and parts > 1:
+        _split_pass(path, data, index, parts)
+    else:
+        _pass(path, data, DISPLAY_FILTER, source=index)
     # SIP text in a UDP datagram, or in a TCP stream where nothing was decoded as SIP (the
     # segments of a reassembled SIP message carry SIP text too): decode those ports as SIP.
     ports = sorted({(t, p) for t, sp, dp, stream in data.suspects if stream not in data.sip_streams or t == "UDP"

@@ -582,10 +582,13 @@ class RtpPacket:
     timestamp: int
     marker: bool
     payload_hex: str = ""   # tshark's rtp.payload (hex, maybe colon-separated); see `payload`
+    source: Any = field(default=None, compare=False, repr=False)  # a pcapindex.CaptureIndex to read the payload from instead (large files)
 
     @property
     def payload(self) -> bytes:
         """The RTP payload (after header, CSRCs and extension; padding excluded)."""
+        if self.source is not None:
+            return self.source.rtp_payload(self.frame)
         text = self.payload_hex.replace(":", "")
         try:
             return bytes.fromhex(text)
