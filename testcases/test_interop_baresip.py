@@ -6,7 +6,7 @@ What baresip 1.0 does differently from the checklist (each found in these runs):
   two steps fail, and are expected failures below with that reason;
 * it sends the final NOTIFY within tens of ms of the first (NOT-6, SHOULD wait 1 s: a warning);
 * its sipfrag bodies end in a bare LF, not CRLF (`SIP/2.0 200 OK\\n`), which RFC 3420's grammar does
-  not allow; the harness's UE-1 reads them leniently so the flow goes on;
+  not allow; the harness's UE-1 reads them leniently so the flow goes on, and the verifier warns NOT-3;
 * it answers INVITEs with 180 Ringing first, and its Contact user is its own (`ue2-0x...`);
 * its RTP leaves from 127.0.0.1, not from the address its SDP gives (it binds RTP sockets to the
   wildcard address and the kernel picks the loopback source): not symmetric (RFC 4961, SHOULD);

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.flows.a2_1.steps import FLOW
 from harness.verify import FlowResult, verify_capture
 from testcases.data.indie_a21 import Cfg, Msg, Style, write
 
@@ -147,7 +148,6 @@ STYLES = {
     "subscription-state-extension-param": Cfg(sub_state_first="active;expires=60;x-vendor=1"),
     "subscription-state-pending": Cfg(sub_state_first="pending;expires=60"),
     "event-refer-with-id": Cfg(event_id=True),
-    "sipfrag-without-crlf": Cfg(sipfrag_crlf=False),
     "sipfrag-version-param": Cfg(sipfrag_type="message/sipfrag;version=2.0"),
     "sipfrag-with-header-fields": Cfg(sipfrag_headers=True),
     "refer-to-display-name": Cfg(refer_to='"Conference" <{conf}>'),
@@ -260,6 +260,24 @@ def test_content_length_missing_on_udp_warns_only(tmp_path) -> None:
     """G8: Content-Length SHOULD be present over UDP: a warning, not a failure."""
     cfg = Cfg(edits={"notify-first-UE-3": set_header("Content-Length", "omit")})
     expect(judge(tmp_path, cfg), warns={"59~64": "G8"})
+
+
+NOTIFY_STEPS = tuple(s.id for s in FLOW.steps if "NOT-3" in s.checks)
+
+
+def test_sipfrag_without_crlf_warns_not3_only(tmp_path) -> None:
+    """RFC 3420 §2 / RFC 3261 §25.1: the sipfrag Status-Line ends with CRLF; without one every
+    NOTIFY step warns NOT-3 and still passes."""
+    expect(judge(tmp_path, Cfg(sipfrag_crlf=False)), warns=dict.fromkeys(NOTIFY_STEPS, "NOT-3"))
+
+
+def test_sipfrag_with_bare_lf_warns_not3_at_that_notify(tmp_path) -> None:
+    """baresip ends the sipfrag Status-Line with a bare LF: a NOT-3 warning at that NOTIFY's step."""
+    cfg = Cfg(edits={"notify-first-UE-3": set_body(b"SIP/2.0 100 Trying\n")})
+    result = judge(tmp_path, cfg)
+    warned = [s.step for s in result.steps for c in s.checks if c.id == "NOT-3" and c.verdict == "warn"]
+    assert len(warned) == 1 and "bare LF" in next(c.detail for c in result.step(warned[0]).checks if c.id == "NOT-3")
+    expect(result, warns={warned[0]: "NOT-3"})
 
 
 def test_notifies_closer_than_a_second_warn_only(tmp_path) -> None:

@@ -246,6 +246,16 @@ def not_3(ev: Evidence, step: Step) -> CheckResult:
     except SipParseError:
         f.fail(f"{where(ev, m)}: body {first!r} does not start with a Status-Line 'SIP/2.0 NNN Reason'", m.frame)
         return f.result()
+    # RFC 3420 §2 takes the start-line from RFC 3261 §25.1: a Status-Line ends with CRLF. Many
+    # stacks end it with a bare LF or not at all; every reader copes, so this warns only.
+    head = m.body.lstrip(b"\r\n")
+    eol = head.find(b"\n")
+    if eol < 0:
+        f.warn(f"{where(ev, m)}: the sipfrag Status-Line {first!r} is not ended by CRLF (RFC 3420 §2, "
+               "RFC 3261 §25.1)", m.frame)
+    elif head[eol - 1:eol] != b"\r":
+        f.warn(f"{where(ev, m)}: the sipfrag Status-Line {first!r} ends with a bare LF, not CRLF (RFC 3420 §2, "
+               "RFC 3261 §25.1)", m.frame)
     state = sub_state(m)
     if state is not None and state.state in ("active", "pending") and code >= 200:
         f.warn(f"{where(ev, m)}: {state.state} NOTIFY reports a final status {code}; the final one should "
