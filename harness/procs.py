@@ -9,6 +9,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 5.0, *, group: bool = False) -> int | None:
@@ -30,3 +32,18 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 5.0, *, group: boo
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
     return proc.returncode
+
+
+def serve_until_signal(alive: Callable[[], bool], poll: float = 0.5) -> None:
+    """Block a command-line `serve` loop until SIGTERM/SIGINT or until `alive()` turns false;
+    the caller's `with` block then stops its processes."""
+    stop = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    while not stop and alive():
+        time.sleep(poll)

@@ -17,8 +17,6 @@ By hand: `python -m harness.peers.baresip --role UE-2 --profile profiles/baresip
 from __future__ import annotations
 
 import argparse
-import signal
-import time
 from pathlib import Path
 
 from harness.agents.sut import SutTopology, hostport
@@ -26,6 +24,7 @@ from harness.agents.topology import OUTBOUND
 from harness.agents.ue import TONES
 from harness.peers.process import PeerError, PeerProcess, require
 from harness.peers.tone import tone_wav
+from harness.procs import serve_until_signal
 from harness.profile import ProfileError, load_profile
 
 MODULES = ("g711.so", "aufile.so", "aubridge.so", "ctrl_tcp.so", "menu.so")
@@ -107,19 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     except ProfileError as exc:
         print(exc)
         return 2
-    stop = False
-
-    def _on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     try:
         with Baresip(SutTopology(subnet=77, profile=profile), args.role, args.log_dir) as peer:
             print(f"{peer.name}: pid {peer.pid}, {peer.host}:{peer.port}, log {peer.log_path}", flush=True)
-            while not stop and peer.running():
-                time.sleep(0.5)
+            serve_until_signal(peer.running)
     except PeerError as exc:
         print(f"error: {exc}")
         return 2

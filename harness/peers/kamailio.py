@@ -20,8 +20,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +27,7 @@ from types import TracebackType
 from harness.capture.dumpcap import ToolMissing
 from harness.peers.probe import hostport
 from harness.peers.process import PeerError, PeerProcess, loopback
+from harness.procs import serve_until_signal
 
 __all__ = [
     "CONFIG_DIR",
@@ -283,21 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
-    stop = False
-
-    def _on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     try:
         with core:
             for inst in (core.pcscf, core.scscf):
                 print(f"{inst.name}: pid {inst.pid}, udp+tcp {hostport(*inst.address)}, log {inst.log_path}")
             print(f"realm {core.realm}, P-CSCF -> S-CSCF over {core.transport}; Ctrl-C stops both", flush=True)
-            while not stop and core.pcscf.running() and core.scscf.running():
-                time.sleep(0.5)
+            serve_until_signal(lambda: core.pcscf.running() and core.scscf.running())
     except (ToolMissing, KamailioError) as exc:
         print(f"error: {exc}")
         return 2
