@@ -283,9 +283,55 @@ def _group(messages: list[WireMessage]) -> list[Logical]:
                 seen.add(hop)
             logical._order()
             logicals.append(logical)
-    logicals = _merge_chains(logicals)
+    logicals = _adopt_strays(_merge_chains(logicals))
     logicals.sort(key=lambda lg: (lg.time, lg.origin.frame))
     return logicals
+
+
+STRAY_WINDOW = 4.0   # seconds between a proxy receiving a message and forwarding it, at most
+
+
+def _adopt_strays(logicals: list[Logical]) -> list[Logical]:
+    """A copy a proxy forwarded with its identity damaged (the sender's Via lost or unreadable,
+    the Call-ID emptied) keys a logical of its own that starts at that proxy. Join it to the one
+    message that proxy had just received with the same start line and CSeq and did not forward
+    otherwise (same From tag: not the other end's own request in that dialog), so G5 judges the
+    damage instead of the copy vanishing from the flow."""
+    # Candidates share the kind and the Call-ID or the UAC's branch: indexed, not scanned (a load
+    # capture has thousands of INVITEs).
+    index: dict[tuple[object, ...], list[Logical]] = defaultdict(list)
+    for lg in logicals:
+        kind = (lg.is_request, lg.method or lg.status)
+        index[(*kind, "call", lg.call_id)].append(lg)
+        index[(*kind, "branch", lg.origin.bottom_branch)].append(lg)
+    gone: set[int] = set()
+    for b in logicals:
+        o = b.origin
+        if any(c.dst == o.src for c in b.copies):
+            continue   # b reached its first sender: it was not forwarded from elsewhere
+        kind = (b.is_request, b.method or b.status)
+        keys = [(*kind, what, value) for what, value in (("call", o.call_id), ("branch", o.bottom_branch)) if value]
+        near = {id(a): a for key in keys for a in index.get(key, ())}
+        homes = [a for a in near.values() if a is not b and id(a) not in gone and _stray_of(a, o)]
+        if len(homes) == 1 and id(b) not in gone:
+            a = homes[0]
+            a.copies += b.copies
+            a.retransmissions += b.retransmissions
+            a._order()
+            gone.add(id(b))
+    return [lg for lg in logicals if id(lg) not in gone]
+
+
+def _stray_of(a: Logical, o: WireMessage) -> bool:
+    """`o` looks like `a` forwarded by the element a copy of `a` went to (see _adopt_strays)."""
+    if o.cseq_method is not None and (o.cseq_num, o.cseq_method) != (a.cseq_num, a.cseq_method):
+        return False
+    if o.call_id != a.call_id and o.bottom_branch != a.origin.bottom_branch:
+        return False
+    if o.from_tag != a.origin.from_tag:
+        return False   # the other end's own request or response in the same dialog, not a forward
+    arrived = [c.time for c in a.copies if c.dst == o.src and c.time <= o.time <= c.time + STRAY_WINDOW]
+    return bool(arrived) and not any(c.src == o.src and c.time >= min(arrived) for c in a.copies)
 
 
 def adjacent(a: WireMessage, b: WireMessage) -> bool:
@@ -307,11 +353,24 @@ def _continues(a: Logical, b: Logical) -> bool:
 
 
 def _merge_chains(logicals: list[Logical]) -> list[Logical]:
-    """Join the copies a proxy split off by altering Call-ID or CSeq, so G5 sees the alteration."""
+    """Join the copies a proxy split off by altering Call-ID or CSeq, so G5 sees the alteration.
+    A CSeq made unreadable joins the group of every CSeq method (the branch still ties it)."""
     by_branch: dict[tuple[object, ...], list[Logical]] = defaultdict(list)
+    unreadable: list[Logical] = []
     for lg in logicals:
         o = lg.origin
+        if o.cseq_method is None:
+            unreadable.append(lg)
+            continue
         by_branch[(o.is_request, o.method or o.status, o.cseq_method, o.bottom_branch)].append(lg)
+    for lg in unreadable:
+        o = lg.origin
+        homes = [g for key, g in by_branch.items() if key[:2] == (o.is_request, o.method or o.status)
+                 and key[3] == o.bottom_branch]
+        if len(homes) == 1:
+            homes[0].append(lg)
+        else:
+            by_branch[(o.is_request, o.method or o.status, None, o.bottom_branch)].append(lg)
     gone: set[int] = set()
     for group in by_branch.values():
         merged = True

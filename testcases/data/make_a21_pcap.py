@@ -63,6 +63,7 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "join-200-no-isfocus": ("68~71", "JOIN-3"),
     "proxy-changes-from": ("47~52", "G5"),
     "body-without-content-type": ("3~11", "G8"),
+    "content-type-not-a-media-type": ("3~11", "G8"),
     "refer-two-contacts": ("53~58", "REF-3"),
     "refer-two-referred-by": ("22~27", "REF-4"),
     "refer-rejected": ("22~27", "REF-5"),
@@ -85,6 +86,7 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "proxy-changes-cseq": ("16~21", "G5"),
     "proxy-changes-callid": ("78~83", "G5"),
     "proxy-changes-referred-by": ("53~58", "G5"),
+    "proxy-changes-subscription-state": ("59~64", "G5"),
     "proxy-changes-to-tag": ("72~77", "G4"),
     "proxy-mf-minus-two": ("28~33", "G3"),
     "branch-reused": ("78~83", "G2"),
@@ -444,6 +446,8 @@ class Gen:
         invite = self.request(caller, "INVITE", ruri, hs, offer)
         if "body-without-content-type" in self.mut and callee == "UE-3":
             invite.remove("Content-Type")
+        if "content-type-not-a-media-type" in self.mut and callee == "UE-3":
+            invite.set("Content-Type", "sdp")
         if "proxy-changes-body" in self.mut and callee == "UE-3":
             self.forward_hooks.append(_change_body)
         delivered = self.send_request(invite, path, record_route=True)
@@ -682,7 +686,10 @@ def _flow(g: Gen) -> None:  # noqa: C901 - the flow reads top to bottom like the
         g._ue3_notify = False
         if mutate:
             mutate(req)
+        if "proxy-changes-subscription-state" in m and who == "UE-3" and trying:
+            g.forward_hooks.append(_subscription_state_hook)
         delivered = g.send_request(req, g.path(who, "UE-1"))
+        g.forward_hooks = [h for h in g.forward_hooks if h is not _subscription_state_hook]
         if "proxy-changes-to-tag" in m and who == "UE-3" and not trying:
             g.response_hooks.append(_to_tag_hook)
         if "notify-200-bad-content-length" in m and who == "UE-3" and trying:
@@ -833,6 +840,11 @@ def _bad_length(rsp: SipMessage) -> None:
 def _referred_by_hook(proxy: str, fwd: SipMessage) -> None:
     if proxy == "S-CSCF" and fwd.method == "REFER":
         fwd.set("Referred-By", "<sip:ue1@changed.invalid>")
+
+
+def _subscription_state_hook(proxy: str, fwd: SipMessage) -> None:
+    if proxy == "S-CSCF" and fwd.method == "NOTIFY":
+        fwd.set("Subscription-State", "pending;expires=3600")
 
 
 def _to_tag_hook(proxy: str, rsp: SipMessage) -> None:

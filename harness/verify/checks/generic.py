@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from harness.flows.step import Step
@@ -203,6 +204,14 @@ def _via_rule(ev: Evidence, f: Findings, lg: Logical, a: WireMessage, b: WireMes
                    a.frame, b.frame)
 
 
+# What the event and transfer logic of the end points reads; a proxy has no business changing it.
+END_TO_END = ("Event", "Subscription-State", "Refer-To", "Content-Type")
+
+
+def _squeeze(value: str | None) -> str | None:
+    return None if value is None else "".join(value.split()).lower()
+
+
 def g5(ev: Evidence, step: Step) -> CheckResult:
     """RFC 3261 §16.6/§16.7, Tables 2-3; RFC 3892 §3: what a proxy must leave untouched between hops,
     judged on every copy against the copy it was forwarded from."""
@@ -230,13 +239,28 @@ def g5(ev: Evidence, step: Step) -> CheckResult:
                     f.warn(f"{hop}: To tag of a {lg.status} changed (a proxy SHOULD preserve it)", b.frame)
                 else:
                     f.fail(f"{hop}: {name} changed from {a.get(name)!r} to {b.get(name)!r}", a.frame, b.frame)
+            for name in END_TO_END:
+                before, after = a.get(name), b.get(name)
+                if before == after:
+                    continue
+                hop = f"{where(ev, b)} vs frame {a.frame}"
+                if _squeeze(before) == _squeeze(after):
+                    f.warn(f"{hop}: {name} re-written textually ({before!r} -> {after!r})", b.frame)
+                else:
+                    f.fail(f"{hop}: {name} changed from {before!r} to {after!r} (a proxy forwards it as "
+                           "received, RFC 3261 §16.6)", a.frame, b.frame)
             if a.body != b.body:
                 f.fail(f"{where(ev, b)} vs frame {a.frame}: body changed ({len(a.body)} -> {len(b.body)} bytes; a proxy MUST NOT modify it)",
                        a.frame, b.frame)
             _via_rule(ev, f, lg, a, b, adjacent)
     if not pairs:
         return _ok(f, "single hop: nothing forwarded by a proxy")
-    return _ok(f, f"{pairs} forwarded copies keep Call-ID, From, To, CSeq and body; one Via added/removed per proxy")
+    return _ok(f, f"{pairs} forwarded copies keep Call-ID, From, To, CSeq, Event, Subscription-State, Refer-To, "
+                  "Content-Type and body; one Via added/removed per proxy")
+
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_MEDIA_TYPE = re.compile(rf"\s*{_TOKEN}\s*/\s*{_TOKEN}\s*(;.*)?$", re.DOTALL)
 
 
 def g8(ev: Evidence, step: Step) -> CheckResult:
@@ -264,4 +288,7 @@ def g8(ev: Evidence, step: Step) -> CheckResult:
                            f"{m.wire_body_len} bytes", m.frame)
             if m.body and not m.has("Content-Type"):
                 f.fail(f"{where(ev, m)} has a {len(m.body)}-byte body but no Content-Type", m.frame)
+            elif m.body and not _MEDIA_TYPE.match(m.get("Content-Type") or ""):
+                f.fail(f"{where(ev, m)}: Content-Type {m.get('Content-Type')!r} is not a media type "
+                       "(type/subtype, RFC 3261 §20.15, §25.1) for its body", m.frame)
     return _ok(f, f"{count} copies: Content-Length matches the body, Content-Type present with a body")
