@@ -304,6 +304,8 @@ def _adopt_strays(logicals: list[Logical]) -> list[Logical]:
         kind = (lg.is_request, lg.method or lg.status)
         index[(*kind, "call", lg.call_id)].append(lg)
         index[(*kind, "branch", lg.origin.bottom_branch)].append(lg)
+        for c in lg.copies:
+            index[(*kind, "to", c.dst)].append(lg)
     gone: set[int] = set()
     for b in logicals:
         o = b.origin
@@ -311,6 +313,8 @@ def _adopt_strays(logicals: list[Logical]) -> list[Logical]:
             continue   # b reached its first sender: it was not forwarded from elsewhere
         kind = (b.is_request, b.method or b.status)
         keys = [(*kind, what, value) for what, value in (("call", o.call_id), ("branch", o.bottom_branch)) if value]
+        if not keys:   # no Call-ID, no Via: a copy cut short; what its sender had just received
+            keys = [(*kind, "to", o.src)]
         near = {id(a): a for key in keys for a in index.get(key, ())}
         homes = [a for a in near.values() if a is not b and id(a) not in gone and _stray_of(a, o)]
         if len(homes) == 1 and id(b) not in gone:
@@ -326,9 +330,10 @@ def _stray_of(a: Logical, o: WireMessage) -> bool:
     """`o` looks like `a` forwarded by the element a copy of `a` went to (see _adopt_strays)."""
     if o.cseq_method is not None and (o.cseq_num, o.cseq_method) != (a.cseq_num, a.cseq_method):
         return False
-    if o.call_id != a.call_id and o.bottom_branch != a.origin.bottom_branch:
+    anonymous = not o.call_id and not o.bottom_branch   # cut short before its identity
+    if not anonymous and o.call_id != a.call_id and o.bottom_branch != a.origin.bottom_branch:
         return False
-    if o.from_tag != a.origin.from_tag:
+    if o.from_tag != a.origin.from_tag and not (anonymous and o.from_tag is None):
         return False   # the other end's own request or response in the same dialog, not a forward
     arrived = [c.time for c in a.copies if c.dst == o.src and c.time <= o.time <= c.time + STRAY_WINDOW]
     return bool(arrived) and not any(c.src == o.src and c.time >= min(arrived) for c in a.copies)

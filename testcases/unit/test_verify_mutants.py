@@ -163,6 +163,27 @@ def test_damaged_forwarded_copy_fails_g5(tmp_path: Path, what: str, src: str, st
     assert "G5" in fails.get(step, set()), (what, fails)
 
 
+def _repeat_line(prefix: bytes):  # noqa: ANN202
+    def edit(text: bytes) -> bytes:
+        lines = text.split(b"\r\n")
+        i = next(i for i, line in enumerate(lines) if line.startswith(prefix))
+        return b"\r\n".join([*lines[:i + 1], lines[i], *lines[i + 1:]])
+    return edit
+
+
+@pytest.mark.parametrize("header", [b"Call-ID:", b"CSeq:", b"From:", b"Max-Forwards:"])
+def test_repeated_single_header_fails_g1(tmp_path: Path, header: bytes) -> None:
+    """RFC 3261 §7.3.1: Call-ID, CSeq, From, Max-Forwards appear once, even with the same value twice."""
+    fails = _fails(_damage_copy(tmp_path, P_CSCF, b"INVITE sip:ue3", _repeat_line(header)))
+    assert "G1" in fails.get("3~11", set()), fails
+
+
+def test_proxy_rewriting_contact_warns_g5(tmp_path: Path) -> None:
+    result = _damage_copy(tmp_path, P_CSCF, b"INVITE sip:ue3", _set_line(b"Contact:", b"<sip:alg@192.0.2.1>"))
+    warns = {c.id for c in result.step("3~11").checks if c.verdict == "warn"}
+    assert "G5" in warns and "3~11" not in _fails(result)
+
+
 def test_removed_required_header_fails_the_step() -> None:
     """The sweep's damage is real: removing Max-Forwards from one REFER copy fails that step's G3/G1."""
     pkts = build()

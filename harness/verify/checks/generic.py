@@ -25,6 +25,9 @@ def _logicals(ev: Evidence, step: Step, check_id: str) -> list[Logical] | CheckR
     return logicals
 
 
+SINGLE = ("Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length", "Content-Type")
+
+
 def g1(ev: Evidence, step: Step) -> CheckResult:
     """RFC 3261 §8.1.1: To, From (with tag, §8.1.1.3), Call-ID, CSeq, Max-Forwards, Via in every request."""
     logicals = _logicals(ev, step, "G1")
@@ -40,6 +43,11 @@ def g1(ev: Evidence, step: Step) -> CheckResult:
             missing.append(f"a valid CSeq (saw {m.get('CSeq')!r})")
         if missing:
             f.fail(f"{where(ev, m)} lacks {', '.join(missing)}", m.frame)
+    for m in (m for lg in logicals for m in lg.copies):
+        twice = [f"{name} x{n}" for name in SINGLE if (n := len(m.lines(name))) > 1]
+        if twice:
+            f.fail(f"{where(ev, m)} repeats {', '.join(twice)} (RFC 3261 §7.3.1: these header fields appear "
+                   "once)", m.frame)
     f.ok(f"{len(copies)} request copies carry To, From;tag, Call-ID, CSeq, Max-Forwards, Via",
          *[m.frame for m in copies])
     return f.result()
@@ -249,6 +257,9 @@ def g5(ev: Evidence, step: Step) -> CheckResult:
                 else:
                     f.fail(f"{hop}: {name} changed from {before!r} to {after!r} (a proxy forwards it as "
                            "received, RFC 3261 §16.6)", a.frame, b.frame)
+            if _squeeze(a.get("Contact")) != _squeeze(b.get("Contact")):
+                f.warn(f"{where(ev, b)} vs frame {a.frame}: Contact changed from {a.get('Contact')!r} to "
+                       f"{b.get('Contact')!r} (a proxy does not rewrite it; an ALG or SBC on the path?)", b.frame)
             if a.body != b.body:
                 f.fail(f"{where(ev, b)} vs frame {a.frame}: body changed ({len(a.body)} -> {len(b.body)} bytes; a proxy MUST NOT modify it)",
                        a.frame, b.frame)
