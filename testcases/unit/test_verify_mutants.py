@@ -21,7 +21,7 @@ from scapy.packet import Raw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.verify import BadInput, FlowResult, verify_capture  # noqa: E402
+from harness.verify import BadInput, CaptureResult, FlowResult, verify_capture  # noqa: E402
 from testcases.data.make_a21_pcap import build, write_packets  # noqa: E402
 
 GARBAGE = ["", ";;;", "<sip:", "\x7f\x01", "a" * 300, "SIP/2.0", "z9hG4bK", "0 INVITE", "-1", "<>;tag=",
@@ -83,21 +83,22 @@ def mutant(path: Path, seed: int, frames: int = 3) -> list[str]:
     return done
 
 
-def judge(path: Path) -> FlowResult | None:
-    """The verdicts, or None for a one-line BadInput; anything else propagates (a bug)."""
+def judge(path: Path) -> FlowResult | CaptureResult | None:
+    """The verdicts (damage may split the flow into instances), or None for a one-line BadInput;
+    anything else propagates (a bug)."""
     try:
-        result = verify_capture(path)
+        return verify_capture(path)
     except BadInput as exc:
         assert "\n" not in exc.reason
         return None
-    assert isinstance(result, FlowResult)
-    return result
 
 
-def checker_errors(result: FlowResult | None) -> list[str]:
+def checker_errors(result: FlowResult | CaptureResult | None) -> list[str]:
     if result is None:
         return []
-    return [f"{s.step} {c.id}: {c.detail}" for s in result.steps for c in s.checks if "checker error" in c.detail]
+    flows = result.instances if isinstance(result, CaptureResult) else [result]
+    return [f"{s.step} {c.id}: {c.detail}" for r in flows for s in r.steps for c in s.checks
+            if "checker error" in c.detail]
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -125,7 +126,7 @@ def _damage_copy(tmp_path: Path, src: str, start: bytes, edit) -> FlowResult:  #
     else:
         raise AssertionError(f"no copy from {src} starting {start!r}")
     result = judge(write_packets(tmp_path / "d.pcap", pkts))
-    assert result is not None
+    assert isinstance(result, FlowResult)
     return result
 
 
@@ -200,7 +201,7 @@ def test_removed_required_header_fails_the_step() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_packets(Path(tmp) / "m.pcap", pkts)
         result = judge(path)
-    assert result is not None
+    assert isinstance(result, FlowResult)
     failed = {c.id for s in result.steps for c in s.checks if c.verdict == "fail"}
     assert {"G1", "G3"} <= failed
 
