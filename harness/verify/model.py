@@ -317,7 +317,7 @@ def _adopt_strays(logicals: list[Logical]) -> list[Logical]:
             keys = [(*kind, "to", o.src)]
         near = {id(a): a for key in keys for a in index.get(key, ())}
         homes = [a for a in near.values() if a is not b and id(a) not in gone and _stray_of(a, o)]
-        if len(homes) == 1 and id(b) not in gone:
+        if len(homes) == 1:
             a = homes[0]
             a.copies += b.copies
             a.retransmissions += b.retransmissions

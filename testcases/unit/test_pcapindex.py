@@ -539,24 +539,28 @@ def test_fragments_have_no_udp_payload(tmp_path: Path) -> None:
         index.close()
 
 
-def test_truncated_pcap_is_indexed_but_not_splittable(tmp_path: Path) -> None:
-    """A capture cut in the middle of its last record (a killed dumpcap) still gets an index of
-    the complete frames; it is not split; the frames before the cut stay readable."""
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_truncated_capture_is_indexed_but_not_splittable(tmp_path: Path, fmt: str) -> None:
+    """A capture cut in the middle of its last record or block (a killed dumpcap) still gets an
+    index of the complete frames; it is not split; the frames before the cut stay readable, and
+    what part() hands out stops before the cut: a complete capture tshark reads."""
     pkts = _rtp_frames(8)
-    path = tmp_path / "cut.pcap"
-    wrpcap(str(path), pkts)
+    path = tmp_path / f"cut.{fmt}"
+    if fmt == "pcap":
+        wrpcap(str(path), pkts)
+        last = len(bytes(pkts[-1])) + 16
+    else:
+        wrpcapng(str(path), pkts)
+        last = struct.unpack_from("<I", path.read_bytes(), path.stat().st_size - 4)[0]
     whole = path.read_bytes()
-    last = len(bytes(pkts[-1])) + 16
     path.write_bytes(whole[:len(whole) - last // 2])
-    index = CaptureIndex.build(path)
-    assert index is not None
+    index = _index(path)
     try:
         assert index.frames == len(pkts) - 1
         assert not index.splittable
         assert "cut" in (index.why_not or "")
         assert [index.frame_bytes(n) for n in range(1, len(pkts))] == [bytes(p) for p in pkts[:-1]]
-        # what part() hands out stops before the cut record: a complete capture tshark reads
-        out = _write_part(index, 0, index.frames, tmp_path / "part.pcap")
+        out = _write_part(index, 0, index.frames, tmp_path / f"part.{fmt}")
         assert _tshark_payloads(out) == [_udp_payload_of(p) for p in pkts[:-1]]
     finally:
         index.close()
@@ -572,24 +576,6 @@ def test_truncated_pcap_inside_a_record_header(tmp_path: Path) -> None:
     index = _index(path)
     try:
         assert index.frames == 2 and not index.splittable
-    finally:
-        index.close()
-
-
-def test_truncated_pcapng_is_indexed_but_not_splittable(tmp_path: Path) -> None:
-    """The same for pcapng: the last Enhanced Packet Block cut in half."""
-    pkts = _rtp_frames(8)
-    path = tmp_path / "cut.pcapng"
-    wrpcapng(str(path), pkts)
-    whole = path.read_bytes()
-    last_block = struct.unpack_from("<I", whole, len(whole) - 4)[0]
-    path.write_bytes(whole[:len(whole) - last_block // 2])
-    index = CaptureIndex.build(path)
-    assert index is not None
-    try:
-        assert index.frames == len(pkts) - 1
-        assert not index.splittable and index.why_not
-        assert [index.frame_bytes(n) for n in range(1, len(pkts))] == [bytes(p) for p in pkts[:-1]]
     finally:
         index.close()
 

@@ -108,7 +108,7 @@ def test_damaged_capture_gives_verdicts_not_errors(tmp_path: Path, seed: int) ->
     assert not checker_errors(result), done
 
 
-P_CSCF, S_CSCF = "10.21.0.20", "10.21.0.30"   # make_a21_pcap's proxies
+UE_1, P_CSCF, S_CSCF = "10.21.0.10", "10.21.0.20", "10.21.0.30"   # make_a21_pcap's addresses
 
 
 def _damage_copy(tmp_path: Path, src: str, start: bytes, edit) -> FlowResult:  # noqa: ANN001
@@ -185,25 +185,10 @@ def test_proxy_rewriting_contact_warns_g5(tmp_path: Path) -> None:
     assert "G5" in warns and "3~11" not in _fails(result)
 
 
-def test_removed_required_header_fails_the_step() -> None:
+def test_removed_required_header_fails_the_step(tmp_path: Path) -> None:
     """The sweep's damage is real: removing Max-Forwards from one REFER copy fails that step's G3/G1."""
-    pkts = build()
-    k = next(k for k, (_, d) in enumerate(pkts) if d[42:].startswith(b"REFER "))
-    t, data = pkts[k]
-    frame = Ether(data)
-    udp = frame[UDP]
-    text = bytes(udp.payload).replace(b"Max-Forwards: 70\r\n", b"")
-    udp.remove_payload()
-    del frame[IP].len, frame[IP].chksum, udp.len, udp.chksum
-    pkts[k] = (t, bytes(frame / Raw(text)))
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_packets(Path(tmp) / "m.pcap", pkts)
-        result = judge(path)
-    assert isinstance(result, FlowResult)
-    failed = {c.id for s in result.steps for c in s.checks if c.verdict == "fail"}
-    assert {"G1", "G3"} <= failed
+    result = _damage_copy(tmp_path, UE_1, b"REFER ", _drop_line(b"Max-Forwards:"))
+    assert {"G1", "G3"} <= {c.id for s in result.steps for c in s.checks if c.verdict == "fail"}
 
 
 def main(argv: list[str]) -> int:
