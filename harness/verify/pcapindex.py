@@ -39,6 +39,13 @@ ETH_IPV4, ETH_IPV6, ETH_VLANS = 0x0800, 0x86DD, (0x8100, 0x88A8, 0x9100)
 IPPROTO_TCP, IPPROTO_UDP, IPV6_FRAGMENT = 6, 17, 44
 # IPv6 extension headers a UDP datagram may sit behind (hop-by-hop, routing, destination options).
 IPV6_EXTENSIONS = frozenset({0, 43, 60})
+# IP inside IP: IPIP, IPv6-in-IPv4, GRE, ESP, AH, L2TPv3, MPLS-in-IP, ...; and UDP tunnels: L2TP,
+# NAT-T (ESP in UDP), GTP-U (S1-U/N3: a UE's own IMS traffic), VXLAN, VXLAN-GPE, Geneve.
+TUNNEL_PROTOCOLS = frozenset({4, 41, 47, 50, 51, 97, 115, 137})
+TUNNEL_PORTS = frozenset({1701, 2152, 4500, 4789, 4790, 6081})
+# EtherTypes that carry IP below another header this walker does not read (MPLS unicast and
+# multicast, PPPoE session, transparent Ethernet bridging, 802.1ah, NSH).
+IP_CARRIERS = frozenset({0x8847, 0x8848, 0x8864, 0x6558, 0x88E7, 0x894F})
 
 
 @dataclass
@@ -54,6 +61,8 @@ class CaptureIndex:
     interfaces: array = field(repr=False)    # interface of each frame (pcap: all 0)
     head: bytes = b""                        # what precedes the first frame: file header / SHB + IDBs
     end: int = 0                             # offset where the last record ends
+    order: str = "<"                         # byte order of the record headers
+    digits: list[int] = field(default_factory=lambda: [6])   # per interface: timestamp units are 10^-digits s
     why_not: str | None = None               # why the capture cannot be split (None: it can)
     _map: mmap.mmap | None = field(default=None, repr=False)
 
@@ -177,8 +186,9 @@ def _walk_pcap(path: str, mm: mmap.mmap, order: str) -> CaptureIndex:
         pos += 16 + caplen
     if pos != size and why_not is None:
         why_not = f"{size - pos} stray bytes at the end"
+    nano = mm[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
     return CaptureIndex(path, "pcap", offsets, lengths, records, [linktype], array("I", bytes(4 * len(offsets))),
-                        head=bytes(mm[:24]), end=pos, why_not=why_not)
+                        head=bytes(mm[:24]), end=pos, why_not=why_not, order=order, digits=[9 if nano else 6])
 
 
 def _walk_pcapng(path: str, mm: mmap.mmap) -> CaptureIndex | None:
@@ -193,6 +203,7 @@ def _walk_pcapng(path: str, mm: mmap.mmap) -> CaptureIndex | None:
     u32 = struct.Struct(order + "I").unpack_from
     offsets, lengths, records, interfaces = array("Q"), array("I"), array("Q"), array("I")
     linktypes: list[int] = []
+    digits: list[int] = []
     why_not: str | None = None
     head_end: int | None = None
     pos = 0
@@ -228,6 +239,10 @@ def _walk_pcapng(path: str, mm: mmap.mmap) -> CaptureIndex | None:
                 why_not = why_not or "several pcapng sections"
         elif kind == IDB:
             linktypes.append(struct.unpack_from(order + "H", mm, pos + 8)[0])
+            resolution = _idb_digits(mm, pos, total, order)
+            if resolution is None:
+                why_not = why_not or f"interface {len(linktypes) - 1}: a timestamp resolution or offset this walker does not read"
+            digits.append(resolution or 6)
             if head_end is not None:
                 why_not = why_not or "an interface declared after the first packet"
         elif kind == OBSOLETE_PB:
@@ -241,27 +256,54 @@ def _walk_pcapng(path: str, mm: mmap.mmap) -> CaptureIndex | None:
         why_not = why_not or f"link types {sorted(set(linktypes) - KNOWN_LINKTYPES)}"
     head = bytes(mm[:head_end if head_end is not None else pos])
     return CaptureIndex(path, "pcapng", offsets, lengths, records, linktypes or [LINKTYPE_ETHERNET], interfaces,
-                        head=head, end=pos, why_not=why_not)
+                        head=head, end=pos, why_not=why_not, order=order, digits=digits or [6])
 
 
-def _ip_offset(data: bytes, linktype: int) -> int | None:
-    """Offset of the IP header in a frame of `linktype`, None when the frame carries no IP."""
+def _idb_digits(mm: mmap.mmap, pos: int, total: int, order: str) -> int | None:
+    """Decimal digits of an Interface Description Block's timestamps (if_tsresol, default 6), None
+    when they are not a power of ten up to nanoseconds or the interface has an if_tsoffset."""
+    at, end, digits = pos + 16, pos + total - 4, 6
+    while at + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", mm, at)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:        # if_tsresol
+            value = mm[at + 4]
+            if value & 0x80 or value > 9:
+                return None
+            digits = value
+        elif code == 14:                     # if_tsoffset
+            return None
+        at += 4 + (length + 3) // 4 * 4
+    return digits
+
+
+def _network(data: bytes, linktype: int) -> tuple[int, int] | None:
+    """(offset, EtherType) of the network-layer header of a frame of `linktype`; None for link
+    types this walker does not read. An 802.3 frame (length instead of EtherType) gives its length."""
     if linktype == LINKTYPE_ETHERNET:
         at, ethertype = 12, int.from_bytes(data[12:14], "big")
         while ethertype in ETH_VLANS:
             at += 4
             ethertype = int.from_bytes(data[at:at + 2], "big")
-        at += 2
-    elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
-        at, ethertype = 0, ETH_IPV4 if data[:1] and data[0] >> 4 == 4 else ETH_IPV6
-    elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-        at, ethertype = 4, ETH_IPV4 if data[4:5] and data[4] >> 4 == 4 else ETH_IPV6
-    elif linktype == LINKTYPE_LINUX_SLL:
-        at, ethertype = 16, int.from_bytes(data[14:16], "big")
-    elif linktype == LINKTYPE_LINUX_SLL2:
-        at, ethertype = 20, int.from_bytes(data[0:2], "big")
-    else:
+        return at + 2, ethertype
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        return 0, ETH_IPV4 if data[:1] and data[0] >> 4 == 4 else ETH_IPV6
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        return 4, ETH_IPV4 if data[4:5] and data[4] >> 4 == 4 else ETH_IPV6
+    if linktype == LINKTYPE_LINUX_SLL:
+        return 16, int.from_bytes(data[14:16], "big")
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return 20, int.from_bytes(data[0:2], "big")
+    return None
+
+
+def _ip_offset(data: bytes, linktype: int) -> int | None:
+    """Offset of the IP header in a frame of `linktype`, None when the frame carries no IP."""
+    found = _network(data, linktype)
+    if found is None:
         return None
+    at, ethertype = found
     if ethertype not in (ETH_IPV4, ETH_IPV6) or at >= len(data):
         return None
     version = data[at] >> 4
@@ -290,28 +332,56 @@ def _transport(data: bytes, ip: int) -> tuple[int, int, int] | None:
 
 
 def _needs_other_frames(index: CaptureIndex) -> str | None:
-    """Why some frame may need another frame's bytes to dissect (TCP, IP fragments), else None."""
+    """Why some frame may need another frame's bytes, or holds IP this walker cannot reach (TCP,
+    IP fragments, tunnels, MPLS/PPPoE, ...), else None. The split read takes RTP and RTCP from the
+    frames itself (harness/verify/mediascan.py), so it must see every UDP datagram tshark would."""
     mm = index._map
     assert mm is not None
     ethernet_only = all(lt == LINKTYPE_ETHERNET for lt in index.linktypes)
     for i, (start, length) in enumerate(zip(index.offsets, index.lengths, strict=True)):
-        if ethernet_only and length >= 34 and mm[start + 12:start + 14] == b"\x08\x00":
-            # The common case, read in place: untagged Ethernet + IPv4.
+        if ethernet_only and length >= 42 and mm[start + 12:start + 14] == b"\x08\x00" and mm[start + 14] == 0x45:
+            # The common case, read in place: untagged Ethernet + IPv4 without options.
             proto = mm[start + 23]
             if mm[start + 20] & 0x3F or mm[start + 21]:
                 return f"IP fragments (frame {i + 1})"
-            if proto == IPPROTO_TCP:
-                return f"TCP (frame {i + 1})"
+            if proto == IPPROTO_UDP:
+                sport, dport = struct.unpack_from("!HH", mm, start + 34)
+                if sport in TUNNEL_PORTS or dport in TUNNEL_PORTS:
+                    return f"tunnelled traffic (UDP port {sport if sport in TUNNEL_PORTS else dport}, frame {i + 1})"
+                continue
+            why = _transport_why(proto, i)
+            if why:
+                return why
             continue
         data = mm[start:start + length]
+        found = _network(data, index.linktypes[index.interfaces[i]])
+        if found is None:
+            continue
+        ethertype = found[1]
         ip = _ip_offset(data, index.linktypes[index.interfaces[i]])
         if ip is None:
+            if ethertype in IP_CARRIERS:
+                return f"frames of EtherType {ethertype:#06x} (frame {i + 1})"
             continue
         where = _transport(data, ip)
         if where is None:
             continue
         if where[0] == -1:
             return f"IP fragments (frame {i + 1})"
-        if where[0] == IPPROTO_TCP:
-            return f"TCP (frame {i + 1})"
+        if where[0] == IPPROTO_UDP and where[1] + 4 <= len(data):
+            sport, dport = struct.unpack_from("!HH", data, where[1])
+            if sport in TUNNEL_PORTS or dport in TUNNEL_PORTS:
+                return f"tunnelled traffic (UDP port {sport if sport in TUNNEL_PORTS else dport}, frame {i + 1})"
+            continue
+        why = _transport_why(where[0], i)
+        if why:
+            return why
+    return None
+
+
+def _transport_why(proto: int, i: int) -> str | None:
+    if proto == IPPROTO_TCP:
+        return f"TCP (frame {i + 1})"
+    if proto in TUNNEL_PROTOCOLS:
+        return f"tunnelled traffic (IP protocol {proto}, frame {i + 1})"
     return None

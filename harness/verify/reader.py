@@ -17,7 +17,8 @@ Foreign captures: SIP is found by content on any port and over TCP with reassemb
 heuristics already claim unregistered ports; a frame that holds SIP text but went to another
 port's dissector (6000 is X11, 80 HTTP) marks its ports, and only then a second pass decodes those
 ports as SIP (`-d`). Trying heuristics first everywhere would cost every RTP frame ~40% more. RTP and
-RTCP are found by their heuristics. The SDP and sipfrag dissectors are off: bodies are parsed here from the bytes tshark
+RTCP are found by their heuristics, except in the split read of a large UDP capture, where tshark
+dissects SIP only and harness/verify/mediascan.py reads the media headers from the file. The SDP and sipfrag dissectors are off: bodies are parsed here from the bytes tshark
 hands over, which keeps every `a=` with its `m=` and every body with its message.
 
 The SIP text comes from `sip.Request-Line`/`sip.Status-Line` plus `sip.msg_hdr`, which holds every
@@ -46,12 +47,16 @@ from pyshark.tshark.tshark import get_tshark_version
 from harness.sip.errors import SipParseError
 from harness.sip.message import SipMessage
 from harness.verify.errors import BadInput
+from harness.verify.mediascan import scan
 from harness.verify.pcapindex import CaptureIndex
 from harness.verify.wire import CaptureData, RtcpPacket, RtpPacket, WireMessage, frame_body
 
 # The last clause keeps frames that carry SIP text but went to another port's dissector (SIP on
 # 6000 is X11 to tshark): their ports get a second, decode-as pass, only when there are any.
 DISPLAY_FILTER = 'sip || rtp || rtcp || (!tcp.reassembled_in && frame matches "SIP/2[.]0")'
+# The split read (no TCP by construction) asks tshark for SIP only: harness/verify/mediascan.py
+# finds RTP and RTCP in the file itself.
+SIP_FILTER = 'sip || frame matches "SIP/2[.]0"'
 FIELDS = (
     "frame.number", "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
     "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "tcp.stream", "icmp.type", "icmpv6.type",
@@ -338,10 +343,14 @@ def _int(text: str, default: int = 0) -> int:
         return 1 if text.lower() == "true" else default
 
 
-def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: CaptureIndex | None = None) -> None:
-    """One frame: an RTP/RTCP packet or the SIP message(s) it carries (ICMP quotes are skipped)."""
+def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: CaptureIndex | None = None,
+               media: bool = True) -> None:
+    """One frame: an RTP/RTCP packet or the SIP message(s) it carries (ICMP quotes are skipped).
+    media=False: RTP and RTCP are read elsewhere (mediascan); any tshark found are left out."""
     if len(row) < F_PAYLOAD:
         return  # not a frame line (tshark printed nothing for it)
+    if not media and not row[F_HDR] and (row[F_SSRC] or row[F_RTCP]):
+        return
     payload = row[F_PAYLOAD] if len(row) > F_PAYLOAD else ""
     data.frames += 1
     if row[F_ICMP] or row[F_ICMP6]:
@@ -421,11 +430,12 @@ def _check_failure(path: str, data: CaptureData, cap: FieldsCapture) -> None:
 
 
 def _capture(path: str, display_filter: str, decode_as: dict[str, str] | None = None,
-             fields: tuple[str, ...] = FIELDS, read_from: str | None = None
+             fields: tuple[str, ...] = FIELDS, read_from: str | None = None, media: bool = True
              ) -> tuple[FieldsCapture, asyncio.AbstractEventLoop]:
+    """media=False: tshark's RTP/RTCP heuristics stay off (the split read finds media itself)."""
     loop = asyncio.new_event_loop()  # our own loop, driven by the reader thread
     cap = FieldsCapture(path, fields=fields, read_from=read_from, display_filter=display_filter,
-                        override_prefs=PREFS, eventloop=loop, decode_as=decode_as)
+                        override_prefs=PREFS if media else None, eventloop=loop, decode_as=decode_as)
     return cap, loop
 
 
@@ -471,8 +481,9 @@ class _Feeder:
 
 def _split_pass(path: str, data: CaptureData, index: CaptureIndex, parts: int) -> None:
     """The first pass as `parts` tshark processes side by side, each fed a contiguous run of
-    frames through a FIFO; their lines are decoded in frame order (the later parts' output
-    waits in their drain threads' memory, so no tshark ever waits on Python)."""
+    frames through a FIFO and asked for SIP only; their lines are decoded in frame order (the later
+    parts' output waits in their drain threads' memory, so no tshark ever waits on Python). RTP and
+    RTCP come from the file (mediascan.scan), read while the tshark processes start."""
     bounds = [index.frames * k // parts for k in range(parts + 1)]
     data.rtp_by_addr = {}
     streams: list[tuple[_Stream, FieldsCapture, _Feeder, int]] = []
@@ -482,16 +493,18 @@ def _split_pass(path: str, data: CaptureData, index: CaptureIndex, parts: int) -
                 fifo = os.path.join(tmp, f"part{k}.pcap")
                 os.mkfifo(fifo, 0o600)
                 feeder = _Feeder(index, fifo, bounds[k], bounds[k + 1])
-                cap, loop = _capture(path, DISPLAY_FILTER, fields=FIELDS[:F_PAYLOAD], read_from=fifo)
+                cap, loop = _capture(path, SIP_FILTER, fields=FIELDS[:F_PAYLOAD], read_from=fifo, media=False)
                 try:
                     stream = _Stream(cap, loop)
                 except BaseException:
                     feeder.close()
                     raise
                 streams.append((stream, cap, feeder, bounds[k]))
+            _add_media(data, index)
             for stream, cap, feeder, offset in streams:
                 for batch in stream.batches():
-                    _add_rows(data, batch, offset, index)
+                    for row in batch:
+                        _add_frame(data, row, offset, index, media=False)
                 stream.close()   # tshark reaped: its exit status is known
                 if feeder.error is not None:
                     raise BadInput(f"{path}: feeding tshark frames {offset + 1}..: {feeder.error}")
@@ -500,6 +513,23 @@ def _split_pass(path: str, data: CaptureData, index: CaptureIndex, parts: int) -
             for stream, _cap, feeder, _offset in streams:
                 stream.close()
                 feeder.close()
+
+
+def _add_media(data: CaptureData, index: CaptureIndex) -> None:
+    """RTP and RTCP from the file, and the RTP index engine._RtpIndex would otherwise build."""
+    rtp, rtcp = scan(index)
+    data.rtp.extend(rtp)
+    data.rtcp.extend(rtcp)
+    data.frames += len(rtp) + len(rtcp)
+    by_addr = data.rtp_by_addr
+    assert by_addr is not None
+    for p in rtp:
+        for key in ((p.dst, p.dport), (p.src, p.sport)):
+            packets = by_addr.get(key)
+            if packets is None:
+                by_addr[key] = [p]
+            else:
+                packets.append(p)
 
 
 def _read(path: str) -> CaptureData:
