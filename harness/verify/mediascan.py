@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from array import array
 
 from harness.verify.pcapindex import IPPROTO_UDP, LINKTYPE_ETHERNET, SPB, CaptureIndex, _ip_offset, _transport
 from harness.verify.wire import RtcpPacket, RtpPacket
@@ -56,8 +57,11 @@ class _Clock:
         return ((high << 32) | low) / scale
 
 
-def scan(index: CaptureIndex) -> tuple[list[RtpPacket], list[RtcpPacket]]:
-    """Every RTP and RTCP packet of the capture, in frame order (frame numbers from 1)."""
+def scan(index: CaptureIndex, first: int = 0, stop: int | None = None
+         ) -> tuple[list[RtpPacket], list[RtcpPacket], array]:
+    """The RTP and RTCP packets among frames [first, stop) (0-based; frame numbers in the packets
+    count from 1), in frame order, and the 0-based positions of the other frames (what tshark
+    still has to dissect)."""
     mm = index._map
     assert mm is not None, "index closed"
     clock = _Clock(index)
@@ -67,11 +71,14 @@ def scan(index: CaptureIndex) -> tuple[list[RtpPacket], list[RtcpPacket]]:
     ethernet = [lt == LINKTYPE_ETHERNET for lt in index.linktypes]
     rtp_fields, ports_length = _RTP_FIELDS.unpack_from, _PORTS_LENGTH.unpack_from
     offsets, lengths, interfaces = index.offsets, index.lengths, index.interfaces
-    for i in range(index.frames):
+    others = array("I")
+    keep = others.append
+    for i in range(first, index.frames if stop is None else stop):
         start, length = offsets[i], lengths[i]
         if ethernet[interfaces[i]] and length >= 42 and mm[start + 12:start + 15] == b"\x08\x00\x45":
             # The common case, read in place: untagged Ethernet, IPv4 without options.
             if mm[start + 23] != IPPROTO_UDP:
+                keep(i)
                 continue
             data, ip, udp = mm, start + 14, start + 34
             end = start + length
@@ -80,33 +87,39 @@ def scan(index: CaptureIndex) -> tuple[list[RtpPacket], list[RtcpPacket]]:
             data = mm[start:start + length]
             ip = _ip_offset(data, index.linktypes[interfaces[i]])
             if ip is None:
+                keep(i)
                 continue
             where = _transport(data, ip)
             if where is None or where[0] != IPPROTO_UDP or where[1] + 8 > len(data):
+                keep(i)
                 continue
             udp, end = where[1], len(data)
             v6 = data[ip] >> 4 != 4
         payload = udp + 8
         if payload + 8 > end or data[payload] >> 6 != 2:
+            keep(i)
             continue
         sport, dport, udp_length = ports_length(data, udp)
         if sport < 1024 or dport < 1024:
+            keep(i)
             continue
         size = udp_length - 8          # as sent; the frame may hold less (snap length)
         kind = data[payload + 1]
         if 192 <= kind <= 223:
             if kind not in RTCP_FIRST_TYPES or size % 4:
+                keep(i)
                 continue
             src, dst = _addresses(data, ip, v6, names)
             rtcp.append(RtcpPacket(i + 1, clock.time(i), src, sport, dst, dport, kind))
             continue
         if size < 12 or payload + 12 > end:
+            keep(i)
             continue
         _, second, seq, timestamp, ssrc = rtp_fields(data, payload)
         src, dst = _addresses(data, ip, v6, names)
         rtp.append(RtpPacket(i + 1, clock.time(i), src, sport, dst, dport, ssrc, second & 0x7F, seq, timestamp,
                              bool(second & 0x80), "", index))
-    return rtp, rtcp
+    return rtp, rtcp, others
 
 
 def _addresses(data: bytes, ip: int, v6: bool, names: dict[bytes, str]) -> tuple[str, str]:

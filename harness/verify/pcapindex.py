@@ -127,6 +127,27 @@ class CaptureIndex:
         for pos in range(first, last, step):
             yield self._map[pos:min(pos + step, last)]
 
+    def records_of(self, frames: array) -> Iterator[bytes]:
+        """The frames at 0-based positions `frames` (ascending) as a complete capture file of
+        their own, in pieces to write to a pipe (tshark numbers them 1..len(frames))."""
+        mm = self._map
+        assert mm is not None, "index closed"
+        yield self.head
+        size = struct.Struct(self.order + "I").unpack_from
+        records, lengths, pcap = self.records, self.lengths, self.format == "pcap"
+        pieces: list[bytes] = []
+        held = 0
+        for i in frames:
+            at = records[i]
+            piece = mm[at:at + (16 + lengths[i] if pcap else size(mm, at + 4)[0])]
+            pieces.append(piece)
+            held += len(piece)
+            if held >= 1 << 20:
+                yield b"".join(pieces)
+                pieces, held = [], 0
+        if pieces:
+            yield b"".join(pieces)
+
     def network_header(self, number: int) -> tuple[bytes, int] | None:
         """(frame bytes, offset of the IPv4/IPv6 header) of frame `number`, None when not IP."""
         data = self.frame_bytes(number)

@@ -35,8 +35,9 @@ import os
 import tempfile
 import threading
 import time
+from array import array
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -344,13 +345,16 @@ def _int(text: str, default: int = 0) -> int:
 
 
 def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: CaptureIndex | None = None,
-               media: bool = True) -> None:
+               numbers: array | None = None) -> None:
     """One frame: an RTP/RTCP packet or the SIP message(s) it carries (ICMP quotes are skipped).
-    media=False: RTP and RTCP are read elsewhere (mediascan); any tshark found are left out."""
+    numbers: tshark read a selection of the frames, frame n being the capture's numbers[n - 1] + 1;
+    RTP and RTCP were read from the file then (mediascan), so any tshark found are left out."""
     if len(row) < F_PAYLOAD:
         return  # not a frame line (tshark printed nothing for it)
-    if not media and not row[F_HDR] and (row[F_SSRC] or row[F_RTCP]):
-        return
+    if numbers is not None:
+        if not row[F_HDR] and (row[F_SSRC] or row[F_RTCP]):
+            return
+        offset = numbers[int(row[F_NUMBER]) - 1] - int(row[F_NUMBER]) + 1
     payload = row[F_PAYLOAD] if len(row) > F_PAYLOAD else ""
     data.frames += 1
     if row[F_ICMP] or row[F_ICMP6]:
@@ -451,19 +455,19 @@ def _pass(path: str, data: CaptureData, display_filter: str, decode_as: dict[str
 
 
 class _Feeder:
-    """Writes frames [start, stop) of a capture, as a capture of their own, into a FIFO that one
-    tshark reads. Never blocks anyone for good: `close()` unblocks a writer whose reader is gone."""
+    """Writes `pieces` (a capture file of its own) into a FIFO that one tshark reads. Never blocks
+    anyone for good: `close()` unblocks a writer whose reader is gone."""
 
-    def __init__(self, index: CaptureIndex, fifo: str, start: int, stop: int) -> None:
-        self.index, self.fifo, self.start, self.stop = index, fifo, start, stop
+    def __init__(self, fifo: str, pieces: Iterable[bytes], name: str) -> None:
+        self.fifo, self.pieces = fifo, pieces
         self.error: OSError | None = None
-        self.thread = threading.Thread(target=self._run, name=f"capture-part-{start}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         try:
             with open(self.fifo, "wb", buffering=0) as out:   # blocks until tshark opens it
-                for piece in self.index.part(self.start, self.stop):
+                for piece in self.pieces:
                     out.write(piece)
         except BrokenPipeError:
             pass   # tshark stopped reading; its own exit status tells why
@@ -480,44 +484,46 @@ class _Feeder:
 
 
 def _split_pass(path: str, data: CaptureData, index: CaptureIndex, parts: int) -> None:
-    """The first pass as `parts` tshark processes side by side, each fed a contiguous run of
-    frames through a FIFO and asked for SIP only; their lines are decoded in frame order (the later
-    parts' output waits in their drain threads' memory, so no tshark ever waits on Python). RTP and
-    RTCP come from the file (mediascan.scan), read while the tshark processes start."""
+    """The first pass as `parts` tshark processes side by side, each fed, through a FIFO, the frames
+    of a contiguous run that are not RTP or RTCP (mediascan.scan reads those from the file) and
+    asked for SIP only. Part k+1 is scanned while part k's tshark already works; the parts' lines are
+    decoded in frame order (the later parts' output waits in their drain threads' memory, so no
+    tshark ever waits on Python)."""
     bounds = [index.frames * k // parts for k in range(parts + 1)]
     data.rtp_by_addr = {}
-    streams: list[tuple[_Stream, FieldsCapture, _Feeder, int]] = []
+    streams: list[tuple[_Stream, FieldsCapture, _Feeder, array]] = []
     with tempfile.TemporaryDirectory(prefix="verify-parts-") as tmp:
         try:
             for k in range(parts):
+                rtp, rtcp, others = scan(index, bounds[k], bounds[k + 1])
+                _add_media(data, rtp, rtcp)
                 fifo = os.path.join(tmp, f"part{k}.pcap")
                 os.mkfifo(fifo, 0o600)
-                feeder = _Feeder(index, fifo, bounds[k], bounds[k + 1])
+                feeder = _Feeder(fifo, index.records_of(others), f"capture-part-{k}")
                 cap, loop = _capture(path, SIP_FILTER, fields=FIELDS[:F_PAYLOAD], read_from=fifo, media=False)
                 try:
                     stream = _Stream(cap, loop)
                 except BaseException:
                     feeder.close()
                     raise
-                streams.append((stream, cap, feeder, bounds[k]))
-            _add_media(data, index)
-            for stream, cap, feeder, offset in streams:
+                streams.append((stream, cap, feeder, others))
+            for stream, cap, feeder, others in streams:
                 for batch in stream.batches():
                     for row in batch:
-                        _add_frame(data, row, offset, index, media=False)
+                        _add_frame(data, row, source=index, numbers=others)
                 stream.close()   # tshark reaped: its exit status is known
                 if feeder.error is not None:
-                    raise BadInput(f"{path}: feeding tshark frames {offset + 1}..: {feeder.error}")
+                    first = others[0] + 1 if others else "-"
+                    raise BadInput(f"{path}: feeding tshark frames {first}..: {feeder.error}")
                 _check_failure(path, data, cap)
         finally:
-            for stream, _cap, feeder, _offset in streams:
+            for stream, _cap, feeder, _others in streams:
                 stream.close()
                 feeder.close()
 
 
-def _add_media(data: CaptureData, index: CaptureIndex) -> None:
-    """RTP and RTCP from the file, and the RTP index engine._RtpIndex would otherwise build."""
-    rtp, rtcp = scan(index)
+def _add_media(data: CaptureData, rtp: list[RtpPacket], rtcp: list[RtcpPacket]) -> None:
+    """RTP and RTCP read from the file, and the RTP index engine._RtpIndex would otherwise build."""
     data.rtp.extend(rtp)
     data.rtcp.extend(rtcp)
     data.frames += len(rtp) + len(rtcp)

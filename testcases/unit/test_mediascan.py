@@ -63,7 +63,9 @@ def _scan(path: Path):
     index = CaptureIndex.build(path)
     assert index is not None and index.splittable, index and index.why_not
     try:
-        rtp, rtcp = scan(index)
+        rtp, rtcp, others = scan(index)
+        media = {p.frame - 1 for p in rtp} | {q.frame - 1 for q in rtcp}
+        assert sorted(media | set(others)) == list(range(index.frames)) and not media & set(others)
         return rtp, rtcp, [p.payload for p in rtp]
     finally:
         index.close()

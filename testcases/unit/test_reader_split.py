@@ -84,16 +84,16 @@ def test_tshark_failing_on_a_part_is_a_clear_error(load_capture: Path, monkeypat
     words, and nothing is left running (the feeders and tsharks are stopped in `finally`)."""
     index = CaptureIndex.build(load_capture)
     assert index is not None
-    original_part = CaptureIndex.part
+    original = CaptureIndex.records_of
 
-    def broken(self: CaptureIndex, start: int, stop: int):  # noqa: ANN202
-        pieces = original_part(self, start, stop)
-        if start:
+    def broken(self: CaptureIndex, frames):  # noqa: ANN001, ANN202
+        pieces = original(self, frames)
+        if frames[0]:
             next(pieces)
             yield b"\0" * 24   # not a capture file header
         yield from pieces
 
-    monkeypatch.setattr(CaptureIndex, "part", broken)
+    monkeypatch.setattr(CaptureIndex, "records_of", broken)
     with pytest.raises(reader.BadInput) as info:
         _read(load_capture, monkeypatch, parts=2, index=True)
     assert str(load_capture) in info.value.reason
