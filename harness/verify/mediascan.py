@@ -65,7 +65,7 @@ def scan(index: CaptureIndex, first: int = 0, stop: int | None = None
     mm = index._map
     assert mm is not None, "index closed"
     clock = _Clock(index)
-    names: dict[bytes, str] = {}
+    names: dict[bytes, tuple[str, str]] = {}
     rtp: list[RtpPacket] = []
     rtcp: list[RtcpPacket] = []
     ethernet = [lt == LINKTYPE_ETHERNET for lt in index.linktypes]
@@ -122,21 +122,14 @@ def scan(index: CaptureIndex, first: int = 0, stop: int | None = None
     return rtp, rtcp, others
 
 
-def _addresses(data: bytes, ip: int, v6: bool, names: dict[bytes, str]) -> tuple[str, str]:
-    """(source, destination) as tshark -n prints them; each distinct address formatted once."""
-    if v6:
-        raw = (data[ip + 8:ip + 24], data[ip + 24:ip + 40])
-        family = socket.AF_INET6
-    else:
-        raw = (data[ip + 12:ip + 16], data[ip + 16:ip + 20])
-        family = socket.AF_INET
-    out = []
-    for value in raw:
-        name = names.get(value)
-        if name is None:
-            name = names[value] = socket.inet_ntop(family, value)
-        out.append(name)
-    return out[0], out[1]
+def _addresses(data: bytes, ip: int, v6: bool, names: dict[bytes, tuple[str, str]]) -> tuple[str, str]:
+    """(source, destination) as tshark -n prints them; each address pair formatted once."""
+    key = data[ip + 8:ip + 40] if v6 else data[ip + 12:ip + 20]
+    pair = names.get(key)
+    if pair is None:
+        family, size = (socket.AF_INET6, 16) if v6 else (socket.AF_INET, 4)
+        pair = names[key] = (socket.inet_ntop(family, key[:size]), socket.inet_ntop(family, key[size:]))
+    return pair
 
 
 __all__ = ["scan"]
