@@ -72,6 +72,8 @@ def uri_key(text: str | None) -> str | None:
 def _dialog_refs(ex: Exchange) -> list[str]:
     """Call-IDs this request names in Target-Dialog, Replaces or a Refer-To `?Replaces=`."""
     m = ex.request.origin
+    if not (m.has("Target-Dialog") or m.has("Replaces") or m.has("Refer-To")):
+        return []   # most requests: no list built
     out = [v.split(";", 1)[0].strip() for name in ("Target-Dialog", "Replaces") for v in m.lines(name)]
     for value in m.lines("Refer-To"):
         match = _REPLACES_RE.search(value)
@@ -89,8 +91,7 @@ def _ends(ex: Exchange) -> tuple[str, str]:
 
 def split_instances(model: Model) -> Split:
     uf = _Union()
-    focus_invites = [e for e in model.requests("INVITE")
-                     if e.request.to_tag is None and e.ok is not None and has_isfocus(e.ok.origin.name_addr("Contact"))]
+    focus_invites = _focus_invites(model)
     conf_uris = {k for e in focus_invites if (k := uri_key(e.ok.origin.get("Contact")))}  # type: ignore[union-attr]
     factories = {k for e in focus_invites if (k := uri_key(e.request.origin.uri)) and k not in conf_uris}
     refer_targets: set[str] = set()
@@ -98,10 +99,11 @@ def split_instances(model: Model) -> Split:
         key = uri_key(e.request.origin.get("Refer-To"))
         if key and key not in factories:
             refer_targets.add(key)
-    linkable = _linkable_ends(model, focus_invites)
+    ends = [_ends(ex) for ex in model.exchanges]
+    linkable = _linkable_ends(model, focus_invites, ends)
     candidates: set[str | None] = set()
     end_links: list[tuple[str, str]] = []
-    for ex in model.exchanges:
+    for ex, pair in zip(model.exchanges, ends, strict=True):
         call = f"c:{ex.request.call_id}"
         uf.find(call)
         m = ex.request.origin
@@ -116,7 +118,7 @@ def split_instances(model: Model) -> Split:
                 uf.union(call, f"u:{key}")
         for other in _dialog_refs(ex):
             uf.union(call, f"c:{other}")
-        for end in _ends(ex):
+        for end in pair:
             if end in linkable:
                 end_links.append((call, f"e:{end}"))
     for e in focus_invites:
@@ -126,6 +128,17 @@ def split_instances(model: Model) -> Split:
             uf.union(f"c:{e.request.call_id}", f"u:{key}")
     _link_ends(uf, end_links, conf_uris)
     return _groups(model, uf, candidates, conf_uris)
+
+
+def _focus_invites(model: Model) -> list[Exchange]:
+    """Conference-creating INVITEs: out of dialog, answered by a 2xx whose Contact says isfocus."""
+    found = []
+    for e in model.requests("INVITE"):
+        if e.request.to_tag is None:
+            ok = e.ok
+            if ok is not None and has_isfocus(ok.origin.name_addr("Contact")):
+                found.append(e)
+    return found
 
 
 def _link_ends(uf: _Union, links: list[tuple[str, str]], conf_uris: set[str]) -> None:
@@ -151,12 +164,13 @@ def _link_ends(uf: _Union, links: list[tuple[str, str]], conf_uris: set[str]) ->
             confs[root] = merged
 
 
-def _linkable_ends(model: Model, focus_invites: list[Exchange]) -> set[str]:
-    middles = {ep for lg in model.logicals if lg.is_request for ep in lg.path[1:-1]}
+def _linkable_ends(model: Model, focus_invites: list[Exchange], ends: list[tuple[str, str]]) -> set[str]:
+    """The ends (see _ends, one pair per exchange) that are user agents: no proxy (an end a request
+    went through), no focus, not talking to more than HUB_PEERS others."""
+    middles = {c.dst_ep for lg in model.logicals if lg.is_request for c in lg.copies[:-1]}   # path[1:-1]
     focus = {e.ok.sender for e in focus_invites if e.ok is not None}
     peers: dict[str, set[str]] = defaultdict(set)
-    for ex in model.exchanges:
-        a, b = _ends(ex)
+    for a, b in ends:
         peers[a].add(b)
         peers[b].add(a)
     return {ep for ep, others in peers.items() if ep not in middles and ep not in focus and len(others) <= HUB_PEERS}
@@ -165,9 +179,13 @@ def _linkable_ends(model: Model, focus_invites: list[Exchange]) -> set[str]:
 def _groups(model: Model, uf: _Union, candidates: set[str | None], conf_uris: set[str]) -> Split:
     groups: dict[str, set[str | None]] = defaultdict(set)
     first: dict[str, float] = {}
+    roots: dict[str | None, str] = {}   # the union is complete: one find per Call-ID
     for ex in model.exchanges:
-        root = uf.find(f"c:{ex.request.call_id}")
-        groups[root].add(ex.request.call_id)
+        call_id = ex.request.call_id
+        root = roots.get(call_id)
+        if root is None:
+            root = roots[call_id] = uf.find(f"c:{call_id}")
+        groups[root].add(call_id)
         first[root] = min(first.get(root, ex.time), ex.time)
     real = [root for root, ids in groups.items() if ids & candidates]
     conference: dict[str, str] = {}

@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
+from operator import attrgetter
 
 from harness.sip.errors import SipParseError
 from harness.sip.headers import Via
 from harness.verify.wire import WireMessage, endpoint
 
+_SRC_EP, _DST_EP, _DST = attrgetter("src_ep"), attrgetter("dst_ep"), attrgetter("dst")
+# Sort keys (C speed): messages in capture order, logicals by first sight, exchanges by their request.
+_CAPTURE_ORDER = attrgetter("time", "frame", "index")
+_LOGICAL_ORDER = attrgetter("time", "origin.frame")
+_EXCHANGE_ORDER = attrgetter("request.time")
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
@@ -34,9 +42,9 @@ TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 class Logical:
     """One logical message: every first transmission on each hop, plus retransmissions.
 
-    What the origin copy says (method, status, Call-ID, CSeq, tags) and when the message was first
-    seen are plain attributes, set whenever the copies are (re)ordered: the checks read them
-    hundreds of thousands of times in a load capture.
+    What the origin copy says (method, status, Call-ID, CSeq, tags, bottom branch) and when the
+    message was first seen are plain attributes, set whenever the copies are (re)ordered: the
+    checks read them hundreds of thousands of times in a load capture.
     """
 
     key: tuple[object, ...]
@@ -46,15 +54,24 @@ class Logical:
     sender_ep: str | None = None
     receiver_ep: str | None = None
 
-    def _order(self) -> None:
-        sign = 1 if self.copies[0].is_request else -1
-        self.copies.sort(key=lambda m: (sign * len(m.vias), m.time, m.frame, m.index))
-        o = self.origin = self.copies[0]
-        self.delivered = self.copies[-1]
+    def _order(self, in_time_order: bool = False) -> None:
+        """Copies from origin to delivered: by Via count, then in capture order. `in_time_order`:
+        the copies already are in capture order, so a stable sort by Via count alone does it."""
+        copies = self.copies
+        request = copies[0].is_request
+        if in_time_order:
+            self.time = copies[0].time
+            if len(copies) > 1:
+                copies.sort(key=_via_count, reverse=not request)   # reverse keeps ties in order too
+        else:
+            sign = 1 if request else -1
+            copies.sort(key=lambda m: (sign * len(m.vias), m.time, m.frame, m.index))
+            self.time = min(m.time for m in copies)
+        o = self.origin = copies[0]
+        self.delivered = copies[-1]
         self.is_request, self.method, self.status = o.is_request, o.method, o.status
         self.call_id, self.cseq_num, self.cseq_method = o.call_id, o.cseq_num, o.cseq_method
-        self.from_tag, self.to_tag = o.from_tag, o.to_tag
-        self.time = min(m.time for m in self.copies)
+        self.from_tag, self.to_tag, self.bottom_branch = o.from_tag, o.to_tag, o.bottom_branch
 
     # Filled by _order(): origin is the copy its sender put on the wire (fewest Vias for a request,
     # most for a response), delivered the copy that reached the final recipient (the last hop).
@@ -68,6 +85,7 @@ class Logical:
     cseq_method: str | None = field(init=False, repr=False)
     from_tag: str | None = field(init=False, repr=False)
     to_tag: str | None = field(init=False, repr=False)
+    bottom_branch: str | None = field(init=False, repr=False)
     time: float = field(init=False, repr=False)
 
     @property
@@ -149,7 +167,7 @@ class Exchange:
         """The ACK for the 2xx: same Call-ID and CSeq number, a branch of its own (§13.2.2.4)."""
         if self.ok is None:
             return None
-        new = [a for a in self.acks if a.origin.bottom_branch != self.request.origin.bottom_branch]
+        new = [a for a in self.acks if a.bottom_branch != self.request.bottom_branch]
         return (new or self.acks or [None])[0]
 
     @property
@@ -182,7 +200,7 @@ class Dialog:
 
     def in_dialog(self) -> list[Exchange]:
         """Requests inside the dialog (To tag present), in time order."""
-        return sorted((e for e in self.exchanges if e is not self.creator), key=lambda e: e.time)
+        return sorted((e for e in self.exchanges if e is not self.creator), key=_EXCHANGE_ORDER)
 
     def __repr__(self) -> str:
         return f"<Dialog {self.call_id} {self.uac_tag}/{self.uas_tag} {len(self.exchanges)} exchanges>"
@@ -216,10 +234,10 @@ class Model:
         empty: tuple[list[Logical], list[Exchange], list[Dialog]] = ([], [], [])
         chosen = [self._parts.get(c, empty) for c in call_ids]
         sub = object.__new__(Model)
-        sub.logicals = sorted((lg for p in chosen for lg in p[0]), key=lambda lg: (lg.time, lg.origin.frame))
+        sub.logicals = sorted((lg for p in chosen for lg in p[0]), key=_LOGICAL_ORDER)
         sub.messages = sorted((m for lg in sub.logicals for m in lg.copies + lg.retransmissions),
-                              key=lambda m: (m.time, m.frame, m.index))
-        sub.exchanges = sorted((e for p in chosen for e in p[1]), key=lambda e: e.time)
+                              key=_CAPTURE_ORDER)
+        sub.exchanges = sorted((e for p in chosen for e in p[1]), key=_EXCHANGE_ORDER)
         sub.tag_owner = _tag_owners(sub.logicals)
         sub.dialogs = sorted((d for p in chosen for d in p[2]), key=lambda d: d.time)
         sub._index()
@@ -252,73 +270,98 @@ class Model:
         return list(self.exchanges) if method is None else list(self._by_method.get(method, ()))
 
     def endpoints(self) -> set[str]:
-        return {ep for m in self.messages for ep in (m.src_ep, m.dst_ep)}
+        return {*map(_SRC_EP, self.messages), *map(_DST_EP, self.messages)}
+
+
+def _via_count(m: WireMessage) -> int:
+    return len(m.vias)
 
 
 def _group(messages: list[WireMessage]) -> list[Logical]:
-    # The keys (WireMessage.logical_key, .hop_key) were computed while tshark was still reading.
+    # The keys (WireMessage.logical_key) were computed while tshark was still reading.
+    in_order = sorted(messages, key=_CAPTURE_ORDER) == messages   # as the reader hands them over
     groups: dict[tuple[object, ...], list[WireMessage]] = {}
+    anonymous = False   # a message with neither Call-ID nor Via (the messages of a group share both)
     for m in messages:
         key = m.logical_key
         group = groups.get(key)
         if group is None:
             groups[key] = [m]
+            anonymous = anonymous or (not m.call_id and not m.bottom_branch)
         else:
             group.append(m)
     logicals: list[Logical] = []
     for key, msgs in groups.items():
-        msgs.sort(key=lambda m: (m.time, m.frame, m.index))
+        if len(msgs) == 1:
+            logical = Logical(key, msgs)
+            logical._order(in_time_order=True)
+            logicals.append(logical)
+            continue
+        if not in_order:
+            msgs.sort(key=_CAPTURE_ORDER)
+        if key[0] == "req":   # every message of a group is a request, or none is
+            logicals.append(_logical(key, msgs))
+            continue
         # Responses from two UASs behind a forking proxy share everything but the To tag.
         by_tag: dict[str | None, list[WireMessage]] = defaultdict(list)
         for m in msgs:
-            by_tag[None if m.is_request else m.to_tag].append(m)
-        if not msgs[0].is_request and len(by_tag) > 1 and not _is_fork(by_tag):
+            by_tag[m.to_tag].append(m)
+        if len(by_tag) > 1 and not _is_fork(by_tag):
             by_tag = {None: msgs}
         for tag, part in by_tag.items():
-            logical = Logical(key + ((tag,) if len(by_tag) > 1 else ()))
-            seen: set[tuple[object, ...]] = set()
-            for m in part:
-                hop = m.hop_key
-                (logical.retransmissions if hop in seen else logical.copies).append(m)
-                seen.add(hop)
-            logical._order()
-            logicals.append(logical)
-    logicals = _adopt_strays(_merge_chains(logicals))
-    logicals.sort(key=lambda lg: (lg.time, lg.origin.frame))
+            logicals.append(_logical(key + ((tag,) if len(by_tag) > 1 else ()), part))
+    logicals = _adopt_strays(_merge_chains(logicals), anonymous)
+    logicals.sort(key=_LOGICAL_ORDER)
     return logicals
+
+
+def _logical(key: tuple[object, ...], part: list[WireMessage]) -> Logical:
+    """The logical message of `part` (in capture order): the first message on each hop is a copy,
+    any later one on the same hop a retransmission."""
+    logical = Logical(key)
+    seen: set[tuple[object, ...]] = set()
+    for m in part:
+        hop = m.hop_key
+        (logical.retransmissions if hop in seen else logical.copies).append(m)
+        seen.add(hop)
+    logical._order(in_time_order=True)
+    return logical
 
 
 STRAY_WINDOW = 4.0   # seconds between a proxy receiving a message and forwarding it, at most
 
 
-def _adopt_strays(logicals: list[Logical]) -> list[Logical]:
+def _adopt_strays(logicals: list[Logical], anonymous: bool = True) -> list[Logical]:
     """A copy a proxy forwarded with its identity damaged (the sender's Via lost or unreadable,
     the Call-ID emptied) keys a logical of its own that starts at that proxy. Join it to the one
     message that proxy had just received with the same start line and CSeq and did not forward
     otherwise (same From tag: not the other end's own request in that dialog), so G5 judges the
     damage instead of the copy vanishing from the flow."""
     # Candidates share the kind and the Call-ID or the UAC's branch: indexed, not scanned (a load
-    # capture has thousands of INVITEs).
+    # capture has thousands of INVITEs). Those a copy went to matter only for an anonymous origin:
+    # `anonymous` False says no copy has neither Call-ID nor Via.
     index: dict[tuple[object, ...], list[Logical]] = defaultdict(list)
     for lg in logicals:
         kind = (lg.is_request, lg.method or lg.status)
-        index[(*kind, "call", lg.call_id)].append(lg)
-        index[(*kind, "branch", lg.origin.bottom_branch)].append(lg)
-        for c in lg.copies:
-            index[(*kind, "to", c.dst)].append(lg)
+        index[(kind, "call", lg.call_id)].append(lg)
+        index[(kind, "branch", lg.bottom_branch)].append(lg)
+        if anonymous:
+            for c in lg.copies:
+                index[(kind, "to", c.dst)].append(lg)
     gone: set[int] = set()
     for b in logicals:
         o = b.origin
-        if any(c.dst == o.src for c in b.copies):
+        if o.src in map(_DST, b.copies):
             continue   # b reached its first sender: it was not forwarded from elsewhere
         kind = (b.is_request, b.method or b.status)
-        keys = [(*kind, what, value) for what, value in (("call", o.call_id), ("branch", o.bottom_branch)) if value]
-        if not keys:   # no Call-ID, no Via: a copy cut short; what its sender had just received
-            keys = [(*kind, "to", o.src)]
-        near = {id(a): a for key in keys for a in index.get(key, ())}
-        homes = [a for a in near.values() if a is not b and id(a) not in gone and _stray_of(a, o)]
-        if len(homes) == 1:
-            a = homes[0]
+        call, branch = b.call_id, b.bottom_branch
+        if call or branch:
+            near = chain(index.get((kind, "call", call), ()) if call else (),
+                         index.get((kind, "branch", branch), ()) if branch else ())
+        else:   # no Call-ID, no Via: a copy cut short; what its sender had just received
+            near = iter(index.get((kind, "to", o.src), ()))
+        a = _home(b, near, gone)
+        if a is not None:
             a.copies += b.copies
             a.retransmissions += b.retransmissions
             a._order()
@@ -326,15 +369,31 @@ def _adopt_strays(logicals: list[Logical]) -> list[Logical]:
     return [lg for lg in logicals if id(lg) not in gone]
 
 
-def _stray_of(a: Logical, o: WireMessage) -> bool:
-    """`o` looks like `a` forwarded by the element a copy of `a` went to (see _adopt_strays)."""
-    if o.cseq_method is not None and (o.cseq_num, o.cseq_method) != (a.cseq_num, a.cseq_method):
+def _home(b: Logical, near: Iterator[Logical], gone: set[int]) -> Logical | None:
+    """The one logical among `near` that `b` strayed from, or None (none, or several)."""
+    home = None
+    seen: set[int] = set()
+    for a in near:
+        if a is b or id(a) in gone or id(a) in seen:
+            continue
+        seen.add(id(a))
+        if _stray_of(a, b):
+            if home is not None:
+                return None
+            home = a
+    return home
+
+
+def _stray_of(a: Logical, b: Logical) -> bool:
+    """`b` looks like `a` forwarded by the element a copy of `a` went to (see _adopt_strays)."""
+    if b.cseq_method is not None and (b.cseq_num, b.cseq_method) != (a.cseq_num, a.cseq_method):
         return False
-    anonymous = not o.call_id and not o.bottom_branch   # cut short before its identity
-    if not anonymous and o.call_id != a.call_id and o.bottom_branch != a.origin.bottom_branch:
+    anonymous = not b.call_id and not b.bottom_branch   # cut short before its identity
+    if not anonymous and b.call_id != a.call_id and b.bottom_branch != a.bottom_branch:
         return False
-    if o.from_tag != a.origin.from_tag and not (anonymous and o.from_tag is None):
+    if b.from_tag != a.from_tag and not (anonymous and b.from_tag is None):
         return False   # the other end's own request or response in the same dialog, not a forward
+    o = b.origin
     arrived = [c.time for c in a.copies if c.dst == o.src and c.time <= o.time <= c.time + STRAY_WINDOW]
     return bool(arrived) and not any(c.src == o.src and c.time >= min(arrived) for c in a.copies)
 
@@ -362,20 +421,18 @@ def _merge_chains(logicals: list[Logical]) -> list[Logical]:
     A CSeq made unreadable joins the group of every CSeq method (the branch still ties it)."""
     by_branch: dict[tuple[object, ...], list[Logical]] = defaultdict(list)
     unreadable: list[Logical] = []
-    for lg in logicals:
-        o = lg.origin
-        if o.cseq_method is None:
+    for lg in logicals:   # a logical's is_request ... bottom_branch are its origin's
+        if lg.cseq_method is None:
             unreadable.append(lg)
             continue
-        by_branch[(o.is_request, o.method or o.status, o.cseq_method, o.bottom_branch)].append(lg)
+        by_branch[(lg.is_request, lg.method or lg.status, lg.cseq_method, lg.bottom_branch)].append(lg)
     for lg in unreadable:
-        o = lg.origin
-        homes = [g for key, g in by_branch.items() if key[:2] == (o.is_request, o.method or o.status)
-                 and key[3] == o.bottom_branch]
+        homes = [g for key, g in by_branch.items() if key[:2] == (lg.is_request, lg.method or lg.status)
+                 and key[3] == lg.bottom_branch]
         if len(homes) == 1:
             homes[0].append(lg)
         else:
-            by_branch[(o.is_request, o.method or o.status, None, o.bottom_branch)].append(lg)
+            by_branch[(lg.is_request, lg.method or lg.status, None, lg.bottom_branch)].append(lg)
     gone: set[int] = set()
     for group in by_branch.values():
         merged = True
@@ -416,10 +473,10 @@ def _exchanges(logicals: list[Logical]) -> list[Exchange]:
         if lg.is_request:
             ex = Exchange(lg)
             exchanges.append(ex)
-            by_key[(lg.call_id, lg.cseq_num, lg.cseq_method, lg.origin.bottom_branch)] = ex
+            by_key[(lg.call_id, lg.cseq_num, lg.cseq_method, lg.bottom_branch)] = ex
     for lg in logicals:
         if not lg.is_request:
-            ex = by_key.get((lg.call_id, lg.cseq_num, lg.cseq_method, lg.origin.bottom_branch))
+            ex = by_key.get((lg.call_id, lg.cseq_num, lg.cseq_method, lg.bottom_branch))
             if ex is not None:
                 ex.responses.append(lg)
     invites: dict[tuple[str | None, int | None], list[Exchange]] = defaultdict(list)
@@ -427,24 +484,24 @@ def _exchanges(logicals: list[Logical]) -> list[Exchange]:
     for e in exchanges:
         if e.method == "INVITE":
             invites[(e.request.call_id, e.request.cseq_num)].append(e)
-            by_call[(e.request.call_id, e.request.origin.bottom_branch)].append(e)
+            by_call[(e.request.call_id, e.request.bottom_branch)].append(e)
     for ack in acks:
         # An ACK belongs to an INVITE of the same UAC (From tag) sent before it: the other side of a
         # dialog may re-INVITE with the same CSeq number (each UA numbers its own requests, RFC 3261
         # §12.2.1.1), and a non-2xx ACK also shares the INVITE's branch (§17.1.1.3).
         same = [e for e in invites.get((ack.call_id, ack.cseq_num), [])
                 if e.request.from_tag == ack.from_tag and e.time <= ack.time]
-        exact = [e for e in same if e.request.origin.bottom_branch == ack.origin.bottom_branch]
+        exact = [e for e in same if e.request.bottom_branch == ack.bottom_branch]
         target = (exact or same or [None])[-1]
         if target is not None:
             target.acks.append(ack)
         else:
             exchanges.append(Exchange(ack))
     for cancel in cancels:
-        same = by_call.get((cancel.call_id, cancel.origin.bottom_branch), [])
+        same = by_call.get((cancel.call_id, cancel.bottom_branch), [])
         if same:
             same[0].cancels.append(cancel)
-    exchanges.sort(key=lambda e: e.time)
+    exchanges.sort(key=_EXCHANGE_ORDER)
     return exchanges
 
 
@@ -528,6 +585,6 @@ def _dialogs(exchanges: list[Exchange]) -> list[Dialog]:
         if ex not in dialog.exchanges:
             dialog.exchanges.append(ex)
     for dialog in dialogs:
-        dialog.exchanges.sort(key=lambda e: e.time)
+        dialog.exchanges.sort(key=_EXCHANGE_ORDER)
     dialogs.sort(key=lambda d: d.time)
     return dialogs

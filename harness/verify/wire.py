@@ -60,8 +60,6 @@ def frame_body(data: bytes) -> tuple[int, int | None, int]:
 
 
 _LENGTH_STR_RE = re.compile(_LENGTH_RE.pattern.decode(), re.I | re.M | re.A)
-_MISSING = object()
-_LINE_CACHE: dict[str, tuple[str, str] | None] = {}
 _LINE_CACHE_MAX = 1 << 18
 
 
@@ -74,6 +72,104 @@ def _header_line(line: str) -> tuple[str, str] | None:
     if not colon or "\r" in line:
         return None
     return canonical_name(name.strip()), value.strip(" \t")
+
+
+class _LineCache(dict[str, "tuple[str, str] | None"]):
+    """Header line -> `_header_line(line)`, computed on first sight: hop copies and retransmissions
+    repeat most lines, so `map(cache.__getitem__, lines)` reads a message at C speed. A line that
+    `frame_body` would take for the Content-Length also goes to `lengths`, with its number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lengths: dict[str, int] = {}
+
+    def __missing__(self, line: str) -> tuple[str, str] | None:
+        item = self[line] = _header_line(line)
+        if item is not None and item[0] == "Content-Length":
+            match = _LENGTH_STR_RE.match(line)   # only such a line can match frame_body's search
+            if match:
+                self.lengths[line] = int(match.group(1))
+        return item
+
+    def trim(self) -> None:
+        """Bound the memory of a long capture (called between messages, never within one)."""
+        self.clear()
+        self.lengths.clear()
+
+
+_LINES = _LineCache()
+# method, uri, status, reason, version
+StartLine = tuple[str | None, str | None, int | None, str | None, str]
+
+
+def _read_start_line(first: str) -> StartLine:
+    """Status-Line (version, status, reason) or Request-Line (method, uri, version), leniently."""
+    match = _STATUS_RE.match(first) if first[:4].upper() == "SIP/" else None
+    if match:
+        return None, None, int(match.group(2)), match.group(3) or "", first.split(" ", 1)[0]
+    parts = first.split(" ")
+    return (parts[0] if parts and parts[0] else "?", parts[1] if len(parts) > 1 else "", None, None,
+            parts[2] if len(parts) > 2 else "")
+
+
+class _StartCache(dict[str, StartLine]):
+    """Start line -> `_read_start_line(line)`: responses and the requests of a load run repeat them."""
+
+    def __missing__(self, first: str) -> StartLine:
+        if len(self) > _LINE_CACHE_MAX:
+            self.clear()
+        value = self[first] = _read_start_line(first)
+        return value
+
+
+_START_LINES = _StartCache()
+
+
+class _NameCache(dict[str, str]):
+    """Header name -> canonical_name(name): a plain dict lookup is cheaper than an lru_cache call,
+    and the checks look up ~30 headers of every message."""
+
+    def __missing__(self, name: str) -> str:
+        if len(self) > 1 << 12:
+            self.clear()
+        value = self[name] = canonical_name(name)
+        return value
+
+
+_CANONICAL = _NameCache()
+
+
+def _search_length(text: str, end: int) -> int | None:
+    """frame_body's Content-Length, searched in the header section of `text` (ending at `end`)."""
+    if end < 0:
+        return None   # no header section: frame_body finds no Content-Length either
+    match = _LENGTH_STR_RE.search(text, 0, end + 2)
+    return int(match.group(1)) if match else None
+
+
+class _Ones(dict[str, tuple[str]]):
+    """value -> (value,): the value list of a header that occurs once, shared by every message."""
+
+    def __missing__(self, value: str) -> tuple[str]:
+        if len(self) > _LINE_CACHE_MAX:
+            self.clear()
+        one = self[value] = (value,)
+        return one
+
+
+_ONES = _Ones()
+
+
+def _index(headers: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Header values by canonical name, in message order."""
+    by_name: dict[str, tuple[str, ...]] = {}
+    ones = _ONES
+    for name, value in headers:
+        if name in by_name:
+            by_name[name] += (value,)
+        else:
+            by_name[name] = ones[value]
+    return by_name
 
 
 def _folded_headers(text: str) -> list[tuple[str, str]]:
@@ -97,6 +193,19 @@ def _folded_headers(text: str) -> list[tuple[str, str]]:
 def endpoint(ip: str, port: int) -> str:
     """`ip:port`, with IPv6 addresses in brackets so the port stays unambiguous."""
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+class _EndpointCache(dict[tuple[str, int], str]):
+    """(ip, port) -> endpoint(ip, port): a capture has few endpoints and each message names two."""
+
+    def __missing__(self, key: tuple[str, int]) -> str:
+        if len(self) > _LINE_CACHE_MAX:
+            self.clear()
+        value = self[key] = endpoint(*key)
+        return value
+
+
+_ENDPOINTS = _EndpointCache()
 
 
 def lenient_parse(data: bytes) -> SipMessage:
@@ -235,7 +344,8 @@ class WireMessage:
     """One SIP message as seen on one hop: where and when, plus the message itself.
 
     Headers are indexed once by a fast, lenient split (the verifier reads every header of every
-    copy); the strict codec (`msg`, `parse_error`) runs only when someone asks for it.
+    copy); the strict codec (`msg`, `parse_error`) runs only when someone asks for it. What the
+    model groups by is computed at once (see __post_init__).
     """
 
     frame: int
@@ -256,6 +366,29 @@ class WireMessage:
     status: int | None = None
     reason: str | None = None
     version: str = "SIP/2.0"
+    # Set by __post_init__: what the model groups by and the checks read most, as plain attributes
+    # (no descriptor on the class, so CPython's specialised attribute access applies to them). With
+    # the fields these are 29 attributes, the most CPython 3.11 keeps in an instance's inline values
+    # without a dict of its own (a load capture holds ~100k messages): add none lightly.
+    _by_name: dict[str, tuple[str, ...]] = field(init=False, repr=False)   # header values by canonical name
+    call_id: str | None = field(init=False, repr=False)
+    cseq: tuple[int, str] | None = field(init=False, repr=False)
+    from_tag: str | None = field(init=False, repr=False)
+    to_tag: str | None = field(init=False, repr=False)
+    vias: list[str] = field(init=False, repr=False)
+    branches: list[str | None] = field(init=False, repr=False)
+    src_ep: str = field(init=False, repr=False)
+    dst_ep: str = field(init=False, repr=False)
+    # What the hop copies of one logical message share (harness/verify/model.py groups by it).
+    logical_key: tuple[object, ...] = field(init=False, repr=False)
+    sdp: SdpView | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = _index(self.headers)
+        derived = _identity(self._by_name, self.method, self.status, self.src, self.sport, self.dst,
+                            self.dport, self.body)
+        (self.call_id, self.cseq, self.from_tag, self.to_tag, self.vias, self.branches, self.src_ep,
+         self.dst_ep, self.logical_key, self.sdp) = derived
 
     @classmethod
     def from_bytes(cls, data: bytes, **where: object) -> WireMessage:
@@ -271,78 +404,50 @@ class WireMessage:
         body = data[start:]
         if length is not None and length < len(body):
             body = body[:length]
-        m = cls(raw=data, wire_body_len=rest, start_line=first, headers=headers, body=body,
-                **where)  # type: ignore[arg-type]
-        m._read_start_line(first)
-        return m
-
-    def _read_start_line(self, first: str) -> None:
-        """Status-Line (version, status, reason) or Request-Line (method, uri, version), leniently."""
-        match = _STATUS_RE.match(first) if first[:4].upper() == "SIP/" else None
-        if match:
-            self.version, self.status, self.reason = first.split(" ", 1)[0], int(match.group(2)), match.group(3) or ""
-        else:
-            parts = first.split(" ")
-            self.method = parts[0] if parts and parts[0] else "?"
-            self.uri = parts[1] if len(parts) > 1 else ""
-            self.version = parts[2] if len(parts) > 2 else ""
+        method, uri, status, reason, version = _START_LINES[first]
+        return cls(raw=data, wire_body_len=rest, start_line=first, headers=headers, body=body, method=method,
+                   uri=uri, status=status, reason=reason, version=version, **where)  # type: ignore[arg-type]
 
     @classmethod
-    def from_text(cls, text: str, **where: object) -> WireMessage:
+    def from_text(cls, text: str, *, frame: int, index: int, time: float, src: str, sport: int, dst: str,
+                  dport: int, transport: str) -> WireMessage:
         """`from_bytes(text.encode("utf-8", "surrogateescape"))`, faster for the ASCII text tshark
-        hands over: no bytes round trip, header lines looked up in a cache (hop copies and
-        retransmissions repeat most lines), and the header index built in the same loop."""
+        hands over: no bytes round trip, header and start lines looked up in caches (hop copies and
+        retransmissions repeat most lines)."""
         if not text.isascii():
-            return cls.from_bytes(text.encode("utf-8", "surrogateescape"), **where)
-        raw = text.encode("ascii")
+            return cls.from_bytes(text.encode("utf-8", "surrogateescape"), frame=frame, index=index,
+                                  time=time, src=src, sport=sport, dst=dst, dport=dport, transport=transport)
         end, sep = text.find("\r\n\r\n"), 4
         if end < 0:
             end, sep = text.find("\n\n"), 2
         start = len(text) if end < 0 else end + sep
-        length: int | None = None
-        first, _, lines = text[:start].partition("\n")
+        head = text[:start]
         headers: list[tuple[str, str]]
-        by_name: dict[str, list[str]] = {}
-        if end < 0:
-            pass   # no header section: frame_body finds no Content-Length either
-        elif "\n " in lines or "\n\t" in lines or lines[:1] in (" ", "\t") or first[:1] in "lLcC":
-            match = _LENGTH_STR_RE.search(text, 0, end + 2)
-            length = int(match.group(1)) if match else None
-        first = first.rstrip("\r")
-        if "\n " in lines or "\n\t" in lines or lines[:1] in (" ", "\t"):
+        length: int | None
+        if "\n " in head or "\n\t" in head:   # a header line is folded
+            first, _, lines = head.partition("\n")
             headers = _folded_headers(lines)
-            for name, value in headers:
-                by_name.setdefault(name, []).append(value)
+            length = _search_length(text, end)
         else:
-            headers = []
-            cache = _LINE_CACHE
-            if len(cache) > _LINE_CACHE_MAX:
-                cache.clear()
-            for line in lines.split("\n"):
-                item = cache.get(line, _MISSING)
-                if item is _MISSING:
-                    item = cache[line] = _header_line(line)
-                if item is not None:
-                    headers.append(item)   # type: ignore[arg-type]
-                    name, value = item      # type: ignore[misc]
-                    values = by_name.get(name)
-                    if values is None:
-                        by_name[name] = [value]
-                    else:
-                        values.append(value)
-                    if name == "Content-Length" and length is None and end >= 0:
-                        # frame_body's search, line by line: only such a line can match it
-                        match = _LENGTH_STR_RE.match(line)
-                        length = int(match.group(1)) if match else None
+            if len(_LINES) > _LINE_CACHE_MAX:
+                _LINES.trim()
+            rows = head.split("\n")
+            first = rows[0]
+            del rows[0]
+            headers = list(filter(None, map(_LINES.__getitem__, rows)))
+            if end < 0 or first[:1] in "lLcC":   # the start line may be the Content-Length line
+                length = _search_length(text, end)
+            else:
+                line = next(filter(_LINES.lengths.__contains__, rows), None)
+                length = None if line is None else _LINES.lengths[line]
+        first = first.rstrip("\r")
+        raw = text.encode("ascii")
         body = raw[start:]
         rest = len(body)
         if length is not None and length < rest:
             body = body[:length]
-        m = object.__new__(cls)
-        m.__dict__.update(where, raw=raw, wire_body_len=rest, start_line=first, headers=headers, body=body,
-                          method=None, uri=None, status=None, reason=None, version="SIP/2.0", _by_name=by_name)
-        m._read_start_line(first)
-        return m
+        return cls(frame, index, time, src, sport, dst, dport, transport, raw, rest, first, headers, body,
+                   *_START_LINES[first])
 
     @cached_property
     def _strict(self) -> tuple[SipMessage, str | None]:
@@ -362,33 +467,16 @@ class WireMessage:
         return self._strict[1]
 
     def prime(self) -> None:
-        """Compute what the model groups by (Call-ID, CSeq, Vias, branches, tags, endpoints) now."""
-        self.call_id, self.cseq, self.branches, self.from_tag, self.to_tag  # noqa: B018
-        self.src_ep, self.dst_ep, self.logical_key, self.hop_key  # noqa: B018
-        if self.body:
-            self.sdp  # noqa: B018
+        """Compute what the model groups by now: nothing left to do, __post_init__ has done it (kept
+        for callers that decode while tshark still reads)."""
 
-    @cached_property
-    def logical_key(self) -> tuple[object, ...]:
-        """What the hop copies of one logical message share (harness/verify/model.py groups by it)."""
-        if self.method is not None:
-            return ("req", self.call_id, self.cseq_num, self.cseq_method, self.method, self.bottom_branch)
-        return ("rsp", self.call_id, self.cseq_num, self.cseq_method, self.status, self.bottom_branch)
-
-    @cached_property
+    @property
     def hop_key(self) -> tuple[object, ...]:
-        """Same key and same hop key: a retransmission (harness/verify/model.py)."""
-        return (self.src_ep, self.dst_ep, len(self.vias), self.top_branch, self.to_tag)
+        """Same logical key and same hop key: a retransmission (harness/verify/model.py)."""
+        branches = self.branches
+        return (self.src_ep, self.dst_ep, len(self.vias), branches[0] if branches else None, self.to_tag)
 
     # --- where --------------------------------------------------------------------------
-    @cached_property
-    def src_ep(self) -> str:
-        return endpoint(self.src, self.sport)
-
-    @cached_property
-    def dst_ep(self) -> str:
-        return endpoint(self.dst, self.dport)
-
     @property
     def hop(self) -> tuple[str, str]:
         return self.src_ep, self.dst_ep
@@ -399,43 +487,24 @@ class WireMessage:
         return self.method is not None
 
     # --- headers ------------------------------------------------------------------------
-    @cached_property
-    def _by_name(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for name, value in self.headers:
-            out.setdefault(name, []).append(value)
-        return out
-
     def get(self, name: str) -> str | None:
-        values = self._by_name.get(canonical_name(name))
+        values = self._by_name.get(_CANONICAL[name])
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """Every value: header lines, each split at commas unless the header has no comma list."""
-        canonical = canonical_name(name)
-        values = self._by_name.get(canonical, [])
+        canonical = _CANONICAL[name]
+        values = self._by_name.get(canonical, ())
         if canonical in NO_SPLIT:
             return list(values)
         return [part for value in values for part in _split(value)]
 
     def lines(self, name: str) -> list[str]:
         """Each header line's value (no comma splitting)."""
-        return list(self._by_name.get(canonical_name(name), []))
+        return list(self._by_name.get(_CANONICAL[name], ()))
 
     def has(self, name: str) -> bool:
-        return canonical_name(name) in self._by_name
-
-    @cached_property
-    def call_id(self) -> str | None:
-        return self.get("Call-ID")
-
-    @cached_property
-    def cseq(self) -> tuple[int, str] | None:
-        value = self.get("CSeq")
-        try:
-            return parse_cseq(value) if value is not None else None
-        except SipParseError:
-            return None
+        return _CANONICAL[name] in self._by_name
 
     @property
     def cseq_num(self) -> int | None:
@@ -448,22 +517,6 @@ class WireMessage:
     def name_addr(self, name: str) -> NameAddr | None:
         value = self.get(name)
         return None if value is None else name_addr(value)
-
-    @cached_property
-    def from_tag(self) -> str | None:
-        return _tag(self.get("From"))
-
-    @cached_property
-    def to_tag(self) -> str | None:
-        return _tag(self.get("To"))
-
-    @cached_property
-    def vias(self) -> list[str]:
-        return self.get_all("Via")
-
-    @cached_property
-    def branches(self) -> list[str | None]:
-        return [_branch(value) for value in self.vias]
 
     @property
     def top_branch(self) -> str | None:
@@ -487,12 +540,6 @@ class WireMessage:
         return None if value is None else value.split(";", 1)[0].strip().lower()
 
     @cached_property
-    def sdp(self) -> SdpView | None:
-        if not self.body or (self.content_type or "application/sdp") != "application/sdp":
-            return None
-        return _sdp_view(self.body)
-
-    @cached_property
     def sipfrag_lines(self) -> list[str]:
         return [line.rstrip("\r") for line in self.body.decode("utf-8", "replace").split("\n") if line.strip()]
 
@@ -510,19 +557,88 @@ class WireMessage:
         return f"<WireMessage #{self.frame}.{self.index} {self.src_ep}->{self.dst_ep} {self.summary()}>"
 
 
+def _identity(by_name: dict[str, tuple[str, ...]], method: str | None, status: int | None, src: str,
+              sport: int, dst: str, dport: int, body: bytes) -> tuple[Any, ...]:
+    """What WireMessage.__post_init__ sets, in its order (Call-ID ... SDP view), in one go."""
+    get = by_name.get
+    values = get("Call-ID")
+    call_id = values[0] if values else None
+    values = get("CSeq")
+    cseq = _cseq(values[0] if values else None)
+    values = get("From")
+    from_tag = _tag(values[0] if values else None)
+    values = get("To")
+    to_tag = _tag(values[0] if values else None)
+    values = get("Via")
+    parts, marks = _via_stack(values) if values else ((), ())
+    vias, branches = list(parts), list(marks)
+    src_ep, dst_ep = _ENDPOINTS[src, sport], _ENDPOINTS[dst, dport]
+    num, cseq_method = cseq if cseq else (None, None)
+    bottom = (branches[-1] or vias[-1]) if vias else None   # the bottom_branch property
+    key = ("req", call_id, num, cseq_method, method, bottom) if method is not None else \
+        ("rsp", call_id, num, cseq_method, status, bottom)
+    values = get("Content-Type") if body else None
+    sdp = _sdp_of(body, values[0] if values else None) if body else None
+    return call_id, cseq, from_tag, to_tag, vias, branches, src_ep, dst_ep, key, sdp
+
+
+@lru_cache(maxsize=1 << 16)
+def _cseq(value: str | None) -> tuple[int, str] | None:
+    """parse_cseq, cached (hop copies repeat the CSeq), None when absent or unreadable."""
+    try:
+        return parse_cseq(value) if value is not None else None
+    except SipParseError:
+        return None
+
+
+ViaStack = tuple[tuple[str, ...], tuple[str | None, ...]]   # (each Via value, its branch)
+
+
+@lru_cache(maxsize=1 << 16)
+def _via_stack(lines: tuple[str, ...]) -> ViaStack:
+    """The Vias of a message's Via lines, cached: a response crosses each hop with the Via stack its
+    request had there."""
+    if len(lines) == 1:
+        return _via_line(lines[0])
+    parts: tuple[str, ...] = ()
+    marks: tuple[str | None, ...] = ()
+    for line in lines:
+        more, branches = _via_line(line)
+        parts += more
+        marks += branches
+    return parts, marks
+
+
+@lru_cache(maxsize=1 << 16)
+def _via_line(line: str) -> ViaStack:
+    """The Vias of one Via line, cached: the hops after it repeat the line under a Via of their own."""
+    parts = _comma_values(line)
+    return parts, tuple(map(_branch, parts))
+
+
+def _sdp_of(body: bytes, content_type: str | None) -> SdpView | None:
+    """The SDP view of a body whose Content-Type is SDP (or absent), None otherwise."""
+    kind = None if content_type is None else content_type.split(";", 1)[0].strip().lower()
+    if not body or (kind or "application/sdp") != "application/sdp":
+        return None
+    return _sdp_view(body)
+
+
 @lru_cache(maxsize=1 << 12)
 def _sdp_view(body: bytes) -> SdpView | None:
     """SdpView.parse, cached: every hop copy of a message carries the same body (SdpView is frozen)."""
     return SdpView.parse(body)
 
 
-@lru_cache(maxsize=1 << 16)
-def _split(value: str) -> tuple[str, ...]:
-    """split_commas, cached: hop copies repeat the same Via, Route and Contact lines."""
+def _comma_values(value: str) -> tuple[str, ...]:
+    """split_commas, as a tuple; the common case (no comma) without the quote-aware scan."""
     if "," not in value:
         value = value.strip()
         return (value,) if value else ()
     return tuple(split_commas(value))
+
+
+_split = lru_cache(maxsize=1 << 16)(_comma_values)   # cached: hop copies repeat Via, Route and Contact lines
 
 
 @lru_cache(maxsize=1 << 14)
@@ -550,7 +666,6 @@ _BRANCH_RE = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.I)
 _TAG_RE = re.compile(r";\s*tag\s*=\s*([^;,\s>]+)", re.I)
 
 
-@lru_cache(maxsize=1 << 16)
 def _branch(value: str) -> str | None:
     """The branch parameter of one Via value (a regex: Via.parse costs 13 us and G2 only needs this)."""
     match = _BRANCH_RE.search(value)
