@@ -280,6 +280,26 @@ class Evidence:
             index = self._memo[("rtp", "")] = built
         return index.get(dst, [])  # type: ignore[union-attr]
 
+    def rtp_from(self, src: tuple[str, int]) -> list[RtpPacket]:
+        """RTP packets sent from an address, in time order (indexed once per instance)."""
+        index = self._memo.get(("rtp-from", ""))
+        if index is None:
+            built: dict[tuple[str, int], list[RtpPacket]] = {}
+            for p in self.data.rtp:
+                built.setdefault((p.src, p.sport), []).append(p)
+            index = self._memo[("rtp-from", "")] = built
+        return index.get(src, [])  # type: ignore[union-attr]
+
+    @property
+    def last_time(self) -> float:
+        """Time of the last SIP message or RTP packet (where media windows end; computed once).
+        ValueError, as max() of nothing, when there is neither."""
+        end = self._memo.get(("last-time", ""))
+        if end is None:
+            end = self._memo[("last-time", "")] = max([m.time for m in self.data.messages] +
+                                                       [p.time for p in self.data.rtp])
+        return end  # type: ignore[return-value]
+
     def _step_logicals(self, step: Step) -> list[Logical]:
         ex, _ = self.subject(step)
         if ex is None or not step.messages:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import gc
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
+from typing import TypeVar
 
 from harness.flows.step import Flow, Step
 from harness.verify.a21 import Evidence, bind
@@ -21,8 +24,10 @@ from harness.verify.model import Logical, Model
 from harness.verify.parallel import map_indices
 from harness.verify.reader import read_capture
 from harness.verify.roles import infer_roles, parse_role_overrides, split_addr
-from harness.verify.verdict import CaptureResult, CheckResult, FlowResult, StepResult
+from harness.verify.verdict import RESULT_WIRE, CaptureResult, CheckResult, FlowResult, StepResult
 from harness.verify.wire import CaptureData, RtcpPacket, RtpPacket
+
+P = TypeVar("P", RtpPacket, RtcpPacket)
 
 
 def _retransmissions(ev: Evidence, step: Step) -> str | None:
@@ -31,6 +36,8 @@ def _retransmissions(ev: Evidence, step: Step) -> str | None:
     total = 0
     transports: set[str] = set()
     for lg in ev.step_logicals(step):
+        if not lg.retransmissions:
+            continue
         by_hop: dict[tuple[str, str], list[int]] = defaultdict(list)
         for m in lg.retransmissions:
             transports.add(m.transport)
@@ -197,7 +204,8 @@ def _analyse_many(data: CaptureData, model: Model, instances: list[set[str | Non
     if evidence:
         found = [one(k) for k in range(len(instances))]
     else:   # verdicts only: every core can work on them
-        found = [None if r is None else Analysis(flow, None, r) for r in map_indices(verdict, len(instances))]
+        found = [None if r is None else Analysis(flow, None, r)
+                 for r in map_indices(verdict, len(instances), wire=RESULT_WIRE)]
     analyses = [a for a in found if a is not None]
     skipped = len(found) - len(analyses)
     if not analyses:
@@ -242,19 +250,28 @@ class _RtpIndex:
 
     def view(self, data: CaptureData, model: Model) -> CaptureData:
         addrs: set[tuple[str, int]] = set()
+        seen: set[int] = set()   # hop copies and retransmissions share one SdpView
         for m in model.messages:
             sdp = m.sdp
-            if sdp is not None:
+            if sdp is not None and id(sdp) not in seen:
+                seen.add(id(sdp))
                 for i in range(len(sdp.media)):
                     addr = sdp.address(i)
                     if addr is not None:
                         addrs |= {addr, (addr[0], addr[1] + 1)}
-        rtp = {id(p): p for a in addrs for p in self.rtp.get(a, ())}
-        rtcp = {id(q): q for a in addrs for q in self.rtcp.get(a, ())}
-        return CaptureData(path=data.path, messages=model.messages,
-                           rtp=sorted(rtp.values(), key=lambda p: (p.time, p.frame)),
-                           rtcp=sorted(rtcp.values(), key=lambda q: (q.time, q.frame)),
-                           frames=data.frames, notes=list(data.notes))
+        return CaptureData(path=data.path, messages=model.messages, rtp=_gather(self.rtp, addrs),
+                           rtcp=_gather(self.rtcp, addrs), frames=data.frames, notes=list(data.notes))
+
+
+_WHEN = attrgetter("time", "frame")   # capture order of RTP/RTCP packets
+
+
+def _gather(by_addr: dict[tuple[str, int], list[P]], addrs: set[tuple[str, int]]) -> list[P]:
+    """The packets to or from any of `addrs`, each once (a packet between two of them is listed
+    under both), in capture order: C loops for the ~200 packets of an instance."""
+    packets = list(chain.from_iterable(by_addr.get(a, ()) for a in addrs))
+    unique = dict(zip(map(id, packets), packets, strict=True))   # by identity: a packet's hash is of every field
+    return sorted(unique.values(), key=_WHEN)
 
 
 def verify(path: str | Path, flow: Flow, roles: dict[str, str] | list[str] | None = None,

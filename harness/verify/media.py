@@ -82,7 +82,7 @@ def tone_levels(payloads: list[bytes], pt: int, freqs: Sequence[float], rate: in
     """{frequency: level in dBFS} of each asked-for tone in the decoded stream (0 dBFS = full-scale
     sine; SILENT_DBFS when there is no audio)."""
     samples = samples_of(payloads, pt)
-    if len(samples) == 0:
+    if len(samples) == 0 or not samples.any():   # no audio, or digital silence: every amplitude is 0
         return {f: SILENT_DBFS for f in freqs}
     window, total = _window(len(samples))
     weighted = samples * window   # once for every frequency (goertzel_amplitude per frequency, same values)

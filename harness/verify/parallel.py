@@ -13,21 +13,29 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 MIN_PER_WORKER = 25        # below this many instances per worker, forking costs more than it saves
 _JOB: Callable[[int], object] | None = None
+_SEND: Callable[[Any], object] | None = None
 
 
 def _run(chunk: list[int]) -> list[object]:
     assert _JOB is not None
-    return [_JOB(i) for i in chunk]
+    if _SEND is None:
+        return [_JOB(i) for i in chunk]
+    return [_SEND(_JOB(i)) for i in chunk]
 
 
-def map_indices(job: Callable[[int], T], count: int, workers: int | None = None) -> list[T]:
-    """[job(0), ..., job(count - 1)], computed in forked workers when that pays off."""
-    global _JOB
+def map_indices(job: Callable[[int], T], count: int, workers: int | None = None,
+                wire: tuple[Callable[[T], object], Callable[[Any], T]] | None = None) -> list[T]:
+    """[job(0), ..., job(count - 1)], computed in forked workers when that pays off.
+
+    wire: (send, receive) to pass a result between processes in a form cheaper to pickle than the
+    result itself; receive(send(r)) must give back an equal r. Unused when nothing is forked.
+    """
+    global _JOB, _SEND
     workers = workers or min(os.cpu_count() or 1, 8)
     # Forking a process that runs other threads can copy a lock some thread holds: only fork alone.
     alone = threading.active_count() == 1
@@ -40,14 +48,15 @@ def map_indices(job: Callable[[int], T], count: int, workers: int | None = None)
     pieces = workers * 8
     bounds = [count * i // pieces for i in range(pieces + 1)]
     chunks = [list(range(bounds[i], bounds[i + 1])) for i in range(pieces) if bounds[i] < bounds[i + 1]]
-    _JOB = job
+    _JOB, _SEND = job, wire[0] if wire else None
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             parts = pool.map(_run, chunks)
     finally:
-        _JOB = None
+        _JOB = _SEND = None
+    receive = wire[1] if wire else None
     out: list[T | None] = [None] * count
     for chunk, results in zip(chunks, parts, strict=True):
         for i, result in zip(chunk, results, strict=True):
-            out[i] = result  # type: ignore[assignment]
+            out[i] = result if receive is None else receive(result)  # type: ignore[assignment]
     return out  # type: ignore[return-value]

@@ -36,6 +36,8 @@ class Nodes:
 
     def __init__(self, model: Model) -> None:
         self.parent: dict[str, str] = {}
+        self._roots: dict[str, str] = {}   # find() answers, valid until the next union
+        self._inner: tuple[Model, set[str]] | None = None   # intermediates(model), likewise
         for ep in sorted(model.endpoints()):
             self.parent[ep] = ep
         for ex in model.exchanges:
@@ -57,20 +59,29 @@ class Nodes:
                     self.union(req.sender, rsp.receiver)
 
     def find(self, ep: str) -> str:
+        root = self._roots.get(ep)
+        if root is not None:   # the checks ask for the node of the same few endpoints again and again
+            return root
+        start = ep
         self.parent.setdefault(ep, ep)
         while self.parent[ep] != ep:
             self.parent[ep] = self.parent[self.parent[ep]]
             ep = self.parent[ep]
+        self._roots[start] = ep
         return ep
 
     def union(self, a: str, b: str) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+            self._roots.clear()
+            self._inner = None
 
     def intermediates(self, model: Model) -> set[str]:
         """Nodes seen between two hops of some request: proxies, never the UAs at the ends."""
-        return {self.find(ep) for lg in model.logicals if lg.is_request for ep in lg.path[1:-1]}
+        if self._inner is None or self._inner[0] is not model:
+            self._inner = model, {self.find(ep) for lg in model.logicals if lg.is_request for ep in lg.path[1:-1]}
+        return set(self._inner[1])
 
     def members(self, node: str) -> list[str]:
         return sorted(ep for ep in self.parent if self.find(ep) == node)

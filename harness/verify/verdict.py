@@ -12,6 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# json.dumps(..., ensure_ascii=False) without its check for circular references (~10% of the time;
+# to_json() builds a fresh tree of dicts and lists each time).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+
 Verdict = Literal["pass", "fail", "inconclusive", "warn"]
 Level = Literal["MUST", "SHOULD", "INFO"]
 
@@ -94,11 +98,11 @@ class FlowResult:
         frozen = self.__dict__.get("_json_text")
         if frozen is not None and frozen[0] == self._fingerprint():
             return frozen[1]   # type: ignore[no-any-return]
-        return json.dumps(self.to_json(), ensure_ascii=False)
+        return _ENCODER.encode(self.to_json())
 
     def freeze_json(self) -> None:
         """Render `json_text()` now and keep it (until the verdict, instance or step count changes)."""
-        self.__dict__["_json_text"] = (self._fingerprint(), json.dumps(self.to_json(), ensure_ascii=False))
+        self.__dict__["_json_text"] = (self._fingerprint(), _ENCODER.encode(self.to_json()))
 
     def _fingerprint(self) -> tuple[object, ...]:
         return (self.verdict, len(self.steps), len(self.notes), repr(self.instance), self.capture)
@@ -111,6 +115,64 @@ class FlowResult:
         if self.instance is not None:
             out["instance"] = dict(self.instance)
         return out
+
+
+# Sending a verdict between processes (harness/verify/parallel.py): plain tuples pickle and unpickle
+# in ~20% less time than the ~190 dataclass instances of a FlowResult, each with its __dict__.
+_CHECK = ("id", "verdict", "detail", "frames", "level")
+_STEP = ("step", "title", "checks", "verdict", "notes")
+
+
+def pack_result(result: FlowResult | None) -> tuple[Any, ...] | None:
+    """`result` as nested tuples for `unpack_result` (any object with extra attributes goes as is)."""
+    if result is None:
+        return None
+    state = dict(result.__dict__)
+    steps = state.pop("steps")
+    return type(result), state, tuple(_pack_step(s) for s in steps)
+
+
+def unpack_result(packed: tuple[Any, ...] | None) -> FlowResult | None:
+    """The FlowResult `pack_result` was given: same classes, same attributes, in the same order."""
+    if packed is None:
+        return None
+    cls, state, steps = packed
+    result = object.__new__(cls)
+    result.__dict__.update(steps=[_unpack_step(s) for s in steps])
+    result.__dict__.update(state)
+    return result  # type: ignore[no-any-return]
+
+
+RESULT_WIRE = (pack_result, unpack_result)   # for parallel.map_indices
+
+
+def _pack_step(step: StepResult) -> object:
+    if type(step) is not StepResult or tuple(step.__dict__) != _STEP or type(step.checks) is not list:
+        return step
+    return (step.step, step.title, tuple(_pack_check(c) for c in step.checks), step.verdict, step.notes)
+
+
+def _unpack_step(packed: object) -> StepResult:
+    if not isinstance(packed, tuple):
+        return packed  # type: ignore[return-value]
+    step = object.__new__(StepResult)
+    step.__dict__ = dict(zip(_STEP, packed, strict=True))
+    step.checks = [_unpack_check(c) for c in step.checks]
+    return step
+
+
+def _pack_check(check: CheckResult) -> object:
+    if type(check) is not CheckResult or tuple(check.__dict__) != _CHECK:
+        return check
+    return check.id, check.verdict, check.detail, check.frames, check.level
+
+
+def _unpack_check(packed: object) -> CheckResult:
+    if not isinstance(packed, tuple):
+        return packed  # type: ignore[return-value]
+    check = object.__new__(CheckResult)
+    check.__dict__ = dict(zip(_CHECK, packed, strict=True))
+    return check
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.flows.step import Step
 from harness.verify.a21 import Evidence
@@ -13,13 +14,32 @@ from harness.verify.wire import WireMessage
 CheckFn = Callable[[Evidence, Step], CheckResult]
 
 
+def memo(ev: Evidence, name: str) -> dict[Any, Any]:
+    """A table kept with one instance's evidence, for what several checks or steps would otherwise
+    compute again per message or logical (keyed by id(): the evidence holds the objects alive)."""
+    table = ev._memo.get((name, ""))
+    if table is None:
+        table = ev._memo[(name, "")] = {}
+    return table  # type: ignore[return-value]
+
+
+def first_values(ev: Evidence, m: WireMessage) -> dict[str, str]:
+    """The first value of each header field of `m`, by canonical name: `m.get(name)` for every name
+    at once (several checks read a dozen headers of every copy)."""
+    table = memo(ev, "first-values")
+    first: dict[str, str] | None = table.get(id(m))
+    if first is None:
+        first = table[id(m)] = dict(reversed(m.headers))   # the earliest line of a name wins
+    return first
+
+
 def where(ev: Evidence, m: WireMessage) -> str:
     """`frame 12 (REFER UE-1->P-CSCF)`: enough to find the packet and the hop."""
     head = m.method if m.is_request else str(m.status)
     return f"frame {m.frame} ({head} {ev.role(m.src_ep)}->{ev.role(m.dst_ep)})"
 
 
-@dataclass
+@dataclass(slots=True)
 class Findings:
     """Collects failures, warnings and passing notes for one check id."""
 
@@ -54,7 +74,7 @@ class Findings:
 
 
 def _cap(frames: list[int], limit: int = 40) -> list[int]:
-    return sorted(set(frames))[:limit]
+    return sorted(set(frames))[:limit] if frames else []
 
 
 def inconclusive(check_id: str, why: str, level: Level = "MUST", frames: list[int] | None = None) -> CheckResult:

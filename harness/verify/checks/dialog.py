@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from harness.flows.step import Step
 from harness.sip.headers import SipUri
 from harness.verify.a21 import Evidence
-from harness.verify.checks.base import Findings, inconclusive, where
+from harness.verify.checks.base import Findings, inconclusive, memo, where
 from harness.verify.model import Dialog, Exchange
 from harness.verify.verdict import CheckResult
 from harness.verify.wire import WireMessage, sip_uri
@@ -13,9 +15,9 @@ from harness.verify.wire import WireMessage, sip_uri
 REFRESH = ("INVITE", "UPDATE")
 
 
-
-
+@lru_cache(maxsize=1 << 14)
 def same_uri(a: str | None, b: str | None) -> bool:
+    """RFC 3261 §19.1.4 equivalence of two URI texts (cached: every instance repeats its route set)."""
     ua, ub = sip_uri(a), sip_uri(b)
     if ua is None or ub is None:
         return a is not None and a == b
@@ -23,7 +25,17 @@ def same_uri(a: str | None, b: str | None) -> bool:
 
 
 def route_set(ev: Evidence, dialog: Dialog, sender: str) -> list[str] | None:
-    """§12.1.2: the 2xx's Record-Route reversed at the UAC; §12.1.1: the request's in order at the UAS."""
+    """§12.1.2: the 2xx's Record-Route reversed at the UAC; §12.1.1: the request's in order at the UAS.
+    Once per dialog and sender: every in-dialog request and ACK of the sender is judged against it."""
+    table = memo(ev, "route-set")
+    key = (id(dialog), sender)
+    if key not in table:
+        table[key] = dialog, _route_set(ev, dialog, sender)   # the dialog kept alive: its id stays its own
+    routes = table[key][1]
+    return None if routes is None else list(routes)
+
+
+def _route_set(ev: Evidence, dialog: Dialog, sender: str) -> list[str] | None:
     creator = ev.creator(dialog)
     if creator is None:
         return None

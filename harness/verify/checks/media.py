@@ -133,8 +133,7 @@ def _window_end(ev: Evidence, dialog: Dialog, after: float) -> float:
     ends = [e.request.time for e in dialog.exchanges if e.request.time > after and (
         e.method == "BYE" or (e.method in ("INVITE", "UPDATE") and e.request.origin.sdp is not None
                               and e.request.origin.sdp.direction() == "sendrecv"))]
-    last = max([m.time for m in ev.data.messages] + [p.time for p in ev.data.rtp])
-    return min(ends, default=last)
+    return min(ends, default=ev.last_time)
 
 
 def hold_2(ev: Evidence, step: Step) -> CheckResult:
@@ -196,9 +195,7 @@ def _media_between(ev: Evidence, f: Findings, ex: Exchange, dialog_label: str, a
         return None
     # No RTP at all after `start`, or the capture ends within 0.2 s (ten 20 ms packets) of it: cut before
     # media could flow both ways.
-    last_rtp = ev.data.__dict__.get("_rtp_end")
-    if last_rtp is None:
-        last_rtp = ev.data.__dict__["_rtp_end"] = max((p.time for p in ev.data.rtp), default=0.0)
+    last_rtp = _last_rtp(ev)
     cut = ev.cut_short(start) if last_rtp <= start or max(last_rtp, ev.capture_end) - start < 0.2 else None
     for src_sdp, dst_addr, src, dst in ((a_sdp, b_addr, a_role, b_role), (b_sdp, a_addr, b_role, a_role)):
         direction = src_sdp.direction()
@@ -217,6 +214,14 @@ def _media_between(ev: Evidence, f: Findings, ex: Exchange, dialog_label: str, a
                    f"between frame {answer_m.frame if answer_m else offer_m.frame} and {end - start:.2f} s later{hint}",
                    offer_m.frame, *([answer_m.frame] if answer_m else []), *([stray[0].frame] if stray else []))
     return None
+
+
+def _last_rtp(ev: Evidence) -> float:
+    """Time of the instance's last RTP packet, 0.0 without any (computed once)."""
+    last = ev.data.__dict__.get("_rtp_end")
+    if last is None:
+        last = ev.data.__dict__["_rtp_end"] = max((p.time for p in ev.data.rtp), default=0.0)
+    return last  # type: ignore[no-any-return]
 
 
 def media_1(ev: Evidence, step: Step) -> CheckResult:
@@ -257,7 +262,7 @@ def media_2(ev: Evidence, step: Step) -> CheckResult:
     addr = cs_sdp.address()
     if addr and addr[0] != ex.ok.origin.src:
         f.ok(f"media at {addr[0]}:{addr[1]} (MRFP), not the CS's signalling address {ex.ok.origin.src}")
-    last = max(p.time for p in ev.data.rtp)
+    last = _last_rtp(ev)   # there is RTP (_no_rtp above)
     cut = _media_between(ev, f, ex, f"{ev.role(ex.request.sender)}-CS", ev.role(ex.request.sender), "CS/MRFP",
                          ex.ok.time, last)
     if cut and not f.fails:

@@ -7,7 +7,7 @@ from collections import Counter
 
 from harness.flows.step import Step
 from harness.verify.a21 import Evidence
-from harness.verify.checks.base import Findings, inconclusive
+from harness.verify.checks.base import Findings, inconclusive, memo
 from harness.verify.media import detect_from_levels, tone_levels
 from harness.verify.model import Exchange
 from harness.verify.verdict import CheckResult
@@ -37,14 +37,19 @@ def _sdp_history(ev: Evidence, ex: Exchange) -> list[tuple[float, str, SdpView]]
 def _same_dialog(ex: Exchange, e: Exchange) -> bool:
     """`e` is a request inside the dialog `ex` created (Call-ID and both tags; a reused Call-ID is
     another dialog)."""
+    r = e.request
+    if r.call_id != ex.request.call_id or not r.time > ex.request.time:
+        return False   # the common answer, before looking for ex's 2xx
     tags = {ex.request.from_tag, ex.ok.to_tag if ex.ok else None} - {None}
-    return (e.request.call_id == ex.request.call_id and e.request.time > ex.request.time
-            and {e.request.from_tag, e.request.to_tag} <= tags)
+    return {r.from_tag, r.to_tag} <= tags
 
 
 def _latest(history: list[tuple[float, str, SdpView]], node: str, before: float) -> SdpView | None:
-    found = [s for t, n, s in history if n == node and t <= before]
-    return found[-1] if found else None
+    """The last SDP `node` sent at or before `before` (asked once per RTP packet: scans from the end)."""
+    for t, n, s in reversed(history):
+        if n == node and t <= before:
+            return s
+    return None
 
 
 class Leg:
@@ -105,11 +110,11 @@ def _subject_leg(ev: Evidence, step: Step, check_id: str) -> tuple[Leg | None, C
 
 
 def _last_time(ev: Evidence) -> float:
-    return max([m.time for m in ev.data.messages] + [p.time for p in ev.data.rtp])
+    return ev.last_time
 
 
 def _from(ev: Evidence, src: tuple[str, int], after: float, until: float) -> list[RtpPacket]:
-    return [p for p in ev.data.rtp if p.src == src[0] and p.sport == src[1] and after <= p.time <= until]
+    return [p for p in ev.rtp_from(src) if after <= p.time <= until]
 
 
 def media_3(ev: Evidence, step: Step) -> CheckResult:
@@ -135,9 +140,12 @@ def media_3(ev: Evidence, step: Step) -> CheckResult:
             continue
         wrong: Counter[int] = Counter()
         first: dict[int, int] = {}
+        listed: dict[int, set[str]] = {}   # m= formats by id of the SDP in force (one per offer/answer)
         for p in packets:
             allowed = receiver_sdp(p.time) or rx
-            fmts = set(allowed.media[0].fmts) if allowed.media else set()
+            fmts = listed.get(id(allowed))
+            if fmts is None:
+                fmts = listed[id(allowed)] = set(allowed.media[0].fmts) if allowed.media else set()
             if str(p.pt) not in fmts and not 72 <= p.pt <= 76:  # 72-76: RTCP that looked like RTP
                 wrong[p.pt] += 1
                 first.setdefault(p.pt, p.frame)
@@ -204,6 +212,37 @@ def _fmt(levels: dict[float, float]) -> str:
     return ", ".join(f"{f:.0f} Hz {db:.1f} dBFS" for f, db in sorted(levels.items()))
 
 
+def _own_tones(ev: Evidence, legs: dict[str, Leg], start: float, end: float) -> \
+        tuple[dict[str, float | None], list[str]]:
+    """The tone each participant sends in the window, and what was found: the same at both join
+    steps, so decoded once per instance (the notes are a copy each step may add to)."""
+    table = memo(ev, "mix-own")
+    found = table.get((start, end))
+    if found is None:
+        found = table[(start, end)] = _detect_own(ev, legs, start, end)
+    own, notes = found
+    return dict(own), list(notes)
+
+
+def _detect_own(ev: Evidence, legs: dict[str, Leg], start: float, end: float) -> \
+        tuple[dict[str, float | None], list[str]]:
+    own: dict[str, float | None] = {}
+    notes = []
+    for who, lg in sorted(legs.items()):
+        src = lg.ue_addr(start)
+        payloads, pt, _ = _stream(_from(ev, src, start, end) if src else [])
+        if pt not in DECODABLE or len(payloads) < MIN_FRAMES:
+            own[who] = None
+            notes.append(f"{who} sends {len(payloads)} decodable frames")
+            continue
+        levels = tone_levels(payloads, pt, FREQS)
+        found = detect_from_levels(levels)
+        tone = TONES[who] if TONES[who] in found else (max(found, key=levels.__getitem__) if found else None)
+        own[who] = tone
+        notes.append(f"{who} sends {f'{tone:.0f} Hz' if tone else 'no known tone'} ({_fmt(levels)})")
+    return own, notes
+
+
 def mix_1(ev: Evidence, step: Step) -> CheckResult:
     """RFC 4353 §2 [checker]: in the window when every joined participant is present, what the MRFP
     sends the joining UE holds every other participant's tone (MUST) and not its own (SHOULD: warn);
@@ -219,20 +258,7 @@ def mix_1(ev: Evidence, step: Step) -> CheckResult:
         return inconclusive("MIX-1", f"the window with all of {', '.join(sorted(legs))} joined is "
                             f"{max(0.0, end - start) * 1000:.0f} ms, too short for tone analysis")
     f = Findings("MIX-1")
-    own: dict[str, float | None] = {}
-    notes = []
-    for who, lg in sorted(legs.items()):
-        src = lg.ue_addr(start)
-        payloads, pt, _ = _stream(_from(ev, src, start, end) if src else [])
-        if pt not in DECODABLE or len(payloads) < MIN_FRAMES:
-            own[who] = None
-            notes.append(f"{who} sends {len(payloads)} decodable frames")
-            continue
-        levels = tone_levels(payloads, pt, FREQS)
-        found = detect_from_levels(levels)
-        tone = TONES[who] if TONES[who] in found else (max(found, key=levels.__getitem__) if found else None)
-        own[who] = tone
-        notes.append(f"{who} sends {f'{tone:.0f} Hz' if tone else 'no known tone'} ({_fmt(levels)})")
+    own, notes = _own_tones(ev, legs, start, end)
     if not any(own.values()):
         f.ok(f"no UE sends a known tone ({'; '.join(notes)}): mixing not judged")
         return f.result()
