@@ -410,16 +410,21 @@ def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: Captu
 
 def _add_rows(data: CaptureData, batch: list[list[str]], offset: int, source: CaptureIndex | None) -> None:
     """Frames of one batch, and the RTP index engine._RtpIndex would otherwise build afterwards."""
-    index = data.rtp_by_addr
-    assert index is not None
     done = len(data.rtp)
     for row in batch:
         _add_frame(data, row, offset, source)
-    for p in data.rtp[done:]:
+    _index_rtp(data, data.rtp[done:])
+
+
+def _index_rtp(data: CaptureData, rtp: list[RtpPacket]) -> None:
+    """Each packet under its destination and its source address, in `rtp` order."""
+    by_addr = data.rtp_by_addr
+    assert by_addr is not None
+    for p in rtp:
         for key in ((p.dst, p.dport), (p.src, p.sport)):
-            packets = index.get(key)
+            packets = by_addr.get(key)
             if packets is None:
-                index[key] = [p]
+                by_addr[key] = [p]
             else:
                 packets.append(p)
 
@@ -527,15 +532,7 @@ def _add_media(data: CaptureData, rtp: list[RtpPacket], rtcp: list[RtcpPacket]) 
     data.rtp.extend(rtp)
     data.rtcp.extend(rtcp)
     data.frames += len(rtp) + len(rtcp)
-    by_addr = data.rtp_by_addr
-    assert by_addr is not None
-    for p in rtp:
-        for key in ((p.dst, p.dport), (p.src, p.sport)):
-            packets = by_addr.get(key)
-            if packets is None:
-                by_addr[key] = [p]
-            else:
-                packets.append(p)
+    _index_rtp(data, rtp)
 
 
 def _read(path: str) -> CaptureData:
