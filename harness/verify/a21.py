@@ -272,23 +272,20 @@ class Evidence:
 
     def rtp_to(self, dst: tuple[str, int]) -> list[RtpPacket]:
         """RTP packets sent to an address, in time order (indexed once per instance)."""
-        index = self._memo.get(("rtp", ""))
-        if index is None:
-            built: dict[tuple[str, int], list[RtpPacket]] = {}
-            for p in self.data.rtp:
-                built.setdefault((p.dst, p.dport), []).append(p)
-            index = self._memo[("rtp", "")] = built
-        return index.get(dst, [])  # type: ignore[union-attr]
+        return self._rtp_by("to").get(dst, [])
 
     def rtp_from(self, src: tuple[str, int]) -> list[RtpPacket]:
         """RTP packets sent from an address, in time order (indexed once per instance)."""
-        index = self._memo.get(("rtp-from", ""))
+        return self._rtp_by("from").get(src, [])
+
+    def _rtp_by(self, end: str) -> dict[tuple[str, int], list[RtpPacket]]:
+        index = self._memo.get(("rtp", end))
         if index is None:
             built: dict[tuple[str, int], list[RtpPacket]] = {}
             for p in self.data.rtp:
-                built.setdefault((p.src, p.sport), []).append(p)
-            index = self._memo[("rtp-from", "")] = built
-        return index.get(src, [])  # type: ignore[union-attr]
+                built.setdefault((p.dst, p.dport) if end == "to" else (p.src, p.sport), []).append(p)
+            index = self._memo[("rtp", end)] = built
+        return index  # type: ignore[return-value]
 
     @property
     def last_time(self) -> float:

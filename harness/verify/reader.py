@@ -386,7 +386,6 @@ def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: Captu
             text = _unescape(first.split(RS, 1)[0] + "\r\n" + (hdr.split(RS, 1)[0] if RS in hdr else hdr))
             m = WireMessage.from_text(text, frame=frame, index=0, time=time, src=src, sport=sport, dst=dst,
                                       dport=dport, transport=transport)
-            m.prime()   # what grouping reads, computed while tshark still works on later frames
             data.messages.append(m)
             return
         start_lines = [_unescape(v) for f in (F_REQUEST, F_STATUS) if row[f] for v in row[f].split(RS)]
@@ -394,7 +393,6 @@ def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: Captu
         for i, raw in enumerate(raws):
             m = WireMessage.from_bytes(raw, frame=frame, index=i, time=time, src=src, sport=sport, dst=dst,
                                        dport=dport, transport=transport)
-            m.prime()   # what grouping reads, computed while tshark still works on later frames
             data.messages.append(m)
     elif row[F_SSRC]:
         data.rtp.append(RtpPacket(frame, time, src, sport, dst, dport, _int(_last(row[F_SSRC])),

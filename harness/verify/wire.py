@@ -466,10 +466,6 @@ class WireMessage:
         """What the strict codec objected to, or None."""
         return self._strict[1]
 
-    def prime(self) -> None:
-        """Compute what the model groups by now: nothing left to do, __post_init__ has done it (kept
-        for callers that decode while tshark still reads)."""
-
     @property
     def hop_key(self) -> tuple[object, ...]:
         """Same logical key and same hop key: a retransmission (harness/verify/model.py)."""

@@ -47,8 +47,6 @@ TEXTS = [
 def test_from_text_reads_exactly_what_from_bytes_reads(text: str) -> None:
     fast = WireMessage.from_text(text, **WHERE)
     slow = WireMessage.from_bytes(text.encode("utf-8", "surrogateescape"), **WHERE)
-    fast.prime()
-    slow.prime()
     assert fast.__dict__ == slow.__dict__
     assert (fast.msg.start_line, fast.parse_error) == (slow.msg.start_line, slow.parse_error)
 
