@@ -212,8 +212,8 @@ def _counting_binder(ip: str, port: int) -> socket.socket | None:
     return sock
 
 
-def measure_harness(instances: int, concurrency: int, media: bool) -> tuple[Rate, int]:
-    if not media:  # signalling only: no leg, MRFP mix or RTCP report is ever started
+def measure_harness(instances: int, concurrency: int, media: bool, engine: str = "lean") -> tuple[Rate, int]:
+    if not media and engine == "agents":  # signalling only: no leg, MRFP mix or RTCP report is ever started
         from harness.agents import media as media_mod
         from harness.agents import mrfp as mrfp_mod
         from harness.agents import rtcp as rtcp_mod
@@ -239,7 +239,8 @@ def measure_harness(instances: int, concurrency: int, media: bool) -> tuple[Rate
     reservation.close()  # the counting binder binds the SIP sockets itself
     token = BINDER.set(_counting_binder)
     _Counting.sent = 0
-    run = LoadRun(subnet, instances, concurrency, media_seconds=0.0)
+    run = LoadRun(subnet, instances, concurrency, media_seconds=0.0, engine=engine,
+                  media=media or engine == "agents")
     try:
         before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()

@@ -77,3 +77,40 @@ def test_bad_load_options_exit_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "load", "a2.1", "--conferences", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--conferences" in proc.stderr
+
+
+@pytest.mark.flow
+def test_reference_agents_engine_plays_the_same_load(tmp_path: Path, capture_tools: None) -> None:
+    from harness.load import run_load
+
+    outcome = run_load("a2.1", tmp_path / "agents", conferences=2, concurrency=2, media_seconds=0.3,
+                       engine="agents")
+    assert outcome.ok, outcome.summary
+    assert outcome.result["summary"]["passed"] == 2
+
+
+@pytest.mark.flow
+def test_the_verifier_judges_what_the_lean_agents_send(tmp_path: Path, capture_tools: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lean UE whose NOTIFY bodies are not message/sipfrag fails NOT-3 in every instance: the load's
+    verdicts come from the capture, not from the agents."""
+    from harness.load import run_load
+    from harness.load.lean import ue as lean_ue
+
+    monkeypatch.setattr(lean_ue, "SIPFRAG", b"text/plain")
+    outcome = run_load("a2.1", tmp_path / "bad", conferences=2, concurrency=2, media_seconds=0.3)
+    assert not outcome.ok
+    summary = outcome.result["summary"]
+    assert summary["failed"] == 2 and summary["passed"] == 0
+    assert all(r.ok for r in outcome.records)  # the agents themselves saw nothing wrong
+    failed = {c for c in summary["failed_checks"]}
+    assert any("NOT-3" in c for c in failed), failed
+
+
+def test_load_run_refuses_unknown_engine_and_media_off_for_agents() -> None:
+    from harness.load.runner import LoadRun
+
+    with pytest.raises(ValueError, match="engine"):
+        LoadRun(1, 1, 1, engine="fast")
+    with pytest.raises(ValueError, match="lean engine only"):
+        LoadRun(1, 1, 1, engine="agents", media=False)

@@ -40,6 +40,11 @@ class Participant:
     acked: bool = False
     left: bool = False
 
+    @property
+    def uri(self) -> str:
+        """The Request-URI of its INVITE: the factory URI (creator) or the conference URI (joiner)."""
+        return str(self.invite.uri)
+
 
 @dataclass(eq=False)
 class Conference:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+ENGINES = ("lean", "agents")  # harness.load.runner.ENGINES, without importing the agents for --help
+
 
 def add_parser(sub: Any) -> None:
     load = sub.add_parser("load", help="run many A.2.1 instances against the reference CS, one capture")
@@ -26,6 +28,8 @@ def add_parser(sub: Any) -> None:
     load.add_argument("--out", type=Path, help="output directory (default captures/load-<run-id>/)")
     load.add_argument("--media-seconds", type=float, default=1.0, help="conference media per instance (default 1)")
     load.add_argument("--instance-timeout", type=float, default=60.0, help="bound on one instance, seconds")
+    load.add_argument("--engine", choices=ENGINES, default="lean",
+                      help="lean: bytes-level agents (default); agents: the reference agents of a single run")
     load.add_argument("--json", action="store_true", help="print the many-instance verdict as JSON")
 
 
@@ -52,7 +56,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         outcome = run_load(args.flow, out, conferences=args.conferences, concurrency=args.concurrency,
                            rate=args.rate, media_seconds=args.media_seconds,
-                           instance_timeout=args.instance_timeout, progress=progress)
+                           instance_timeout=args.instance_timeout, progress=progress, engine=args.engine)
     except (CaptureError, ToolMissing, ValueError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2

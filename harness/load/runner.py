@@ -23,7 +23,15 @@ from harness.agents.ue import UserEquipment
 from harness.flows.a2_1.play import STEADY_SLACK, FlowContext, SteadyPhase, StepRecord, run_table
 from harness.flows.a2_1.steps import STEPS
 from harness.flows.step import Step
+from harness.load.lean.actions import LEAN_ACTIONS
+from harness.load.lean.cs import LeanCs
+from harness.load.lean.ue import LeanUe
 from harness.load.topology import InstanceTopology
+from harness.net.udp import UdpSocket
+
+# "lean": the bytes-level agents of harness/load/lean (the default: what a load needs); "agents":
+# the reference agents of harness/agents, exactly as a single run plays them.
+ENGINES = ("lean", "agents")
 
 
 @dataclass
@@ -75,16 +83,33 @@ def _branches() -> dict[str, list[Step]]:
     return branches
 
 
+SHARED_BUFFER = 4 * 1024 * 1024  # bytes of socket buffer for the shared elements (SIPp's -buff_size)
+
+
+def _enlarge(element: Proxy | ConferenceServer | LeanCs) -> None:
+    """The proxies and the CS take every instance's traffic: a burst must not overflow their
+    receive buffers (on loopback an overflow is a silent drop, then a retransmission)."""
+    sock = getattr(element, "_sock", None) or getattr(element.endpoint, "sock", None) or \
+        getattr(element.endpoint, "_socket", None)
+    if isinstance(sock, UdpSocket):
+        sock.set_buffers(SHARED_BUFFER)
+
+
 class LoadRun:
     """The shared network plus N instances; `run()` returns one InstanceRecord per instance."""
 
     def __init__(self, subnet: int, conferences: int, concurrency: int, rate: float | None = None,
                  media_seconds: float = 1.0, wait: float = WAIT, instance_timeout: float = 60.0,
-                 progress: Callable[[Progress], None] | None = None) -> None:
+                 progress: Callable[[Progress], None] | None = None, engine: str = "lean",
+                 media: bool = True) -> None:
         if conferences < 1 or concurrency < 1:
             raise ValueError("conferences and concurrency must be at least 1")
         if rate is not None and rate <= 0:
             raise ValueError(f"rate must be > 0 instances per second, got {rate}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if not media and engine != "lean":
+            raise ValueError("media can be switched off with the lean engine only")
         self.base = Topology(subnet=subnet)
         self.conferences = conferences
         self.concurrency = concurrency
@@ -94,6 +119,8 @@ class LoadRun:
         self.instance_timeout = instance_timeout
         self.on_progress = progress
         self.progress = Progress(conferences)
+        self.engine = engine
+        self.media = media
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -103,7 +130,11 @@ class LoadRun:
         base = self.base
         proxies = [Proxy(role, base.ip(role), base.sip_port) for role in ("P-CSCF", "S-CSCF")]
         mrfp = Mrfp(base.ip("MRFP"), rtp_base_port=base.rtp_base_port)
-        cs = ConferenceServer(base, mrfp, wait=self.wait)
+        cs: ConferenceServer | LeanCs
+        if self.engine == "lean":
+            cs = LeanCs(base, mrfp if self.media else None, wait=self.wait)
+        else:
+            cs = ConferenceServer(base, mrfp, wait=self.wait)
         records = [InstanceRecord(k, InstanceTopology(subnet=base.subnet, instance=k).ip("UE-1"))
                    for k in range(1, self.conferences + 1)]
         slots = asyncio.Semaphore(self.concurrency)
@@ -112,8 +143,11 @@ class LoadRun:
         try:
             for proxy in proxies:
                 await proxy.start()
-            await mrfp.start()
+            if self.media:
+                await mrfp.start()
             await cs.start()
+            for shared in (*proxies, cs):
+                _enlarge(shared)
             began = time.monotonic()
             for record in records:
                 if self.rate is not None:
@@ -131,7 +165,7 @@ class LoadRun:
                 await proxy.stop()
         return records
 
-    async def _guarded(self, record: InstanceRecord, cs: ConferenceServer, mrfp: Mrfp,
+    async def _guarded(self, record: InstanceRecord, cs: ConferenceServer | LeanCs, mrfp: Mrfp,
                        slots: asyncio.Semaphore) -> None:
         self.progress.started += 1
         self._report()
@@ -143,13 +177,18 @@ class LoadRun:
             self.progress.failed += not record.ok
             self._report()
 
-    async def _instance(self, record: InstanceRecord, cs: ConferenceServer, mrfp: Mrfp) -> None:
+    async def _instance(self, record: InstanceRecord, cs: ConferenceServer | LeanCs, mrfp: Mrfp) -> None:
         topology = InstanceTopology(subnet=self.base.subnet, instance=record.index)
-        ues = {role: UserEquipment(role, topology, wait=self.wait) for role in UES}
+        ues: dict[str, UserEquipment] | dict[str, LeanUe]
+        if self.engine == "lean":
+            ues = {role: LeanUe(role, topology, self.media, wait=self.wait) for role in UES}
+        else:
+            ues = {role: UserEquipment(role, topology, wait=self.wait) for role in UES}
         branches = _branches()
         record.steps = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
         steady = SteadyPhase(set(branches), self.media_seconds, max(STEADY_SLACK, 3 * self.wait))
-        ctx = FlowContext(topology, ues, cs, mrfp, steady, self.wait)
+        ctx = FlowContext(topology, ues, cs, mrfp, steady, self.wait,  # type: ignore[arg-type]
+                          actions=LEAN_ACTIONS if self.engine == "lean" else None)
         record.started = time.monotonic()
         try:
             async with asyncio.timeout(self.instance_timeout):
@@ -167,4 +206,6 @@ class LoadRun:
             await steady.close()
             for ue in ues.values():
                 await ue.stop()
+            if isinstance(cs, LeanCs):
+                await cs.forget([topology.user_uri(role) for role in UES])
             record.ended = time.monotonic()

@@ -47,7 +47,7 @@ class LoadOutcome:
 
 def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rate: float | None = None,
              media_seconds: float = 1.0, instance_timeout: float = 60.0,
-             progress: Callable[[Progress], None] | None = None) -> LoadOutcome:
+             progress: Callable[[Progress], None] | None = None, engine: str = "lean") -> LoadOutcome:
     flow = load_flow(flow_id)
     if flow.id != "a2.1":
         raise ValueError(f"load mode plays a2.1 only, not {flow_id}")
@@ -63,7 +63,7 @@ def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rat
         capture = Capture(pcap, bpf=f"net 127.{base.subnet}.0.0/16")
         with capture:
             load = LoadRun(base.subnet, conferences, concurrency, rate, media_seconds, WAIT, instance_timeout,
-                           progress)
+                           progress, engine=engine)
             try:
                 records = asyncio.run(load.run())
             except Exception as exc:  # the capture is still verified: it says how far the instances got

@@ -84,6 +84,18 @@ class UdpSocket:
             sock.setblocking(False)
         return cls(sock, on_datagram, loop)
 
+    def set_buffers(self, size: int) -> int:
+        """Ask for `size`-byte kernel send and receive buffers (a load run's shared elements take
+        bursts from hundreds of peers: SIPp's -buff_size); returns the receive buffer granted
+        (the kernel caps it at net.core.rmem_max, root may go beyond with SO_RCVBUFFORCE)."""
+        for option, forced in ((socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None)),
+                               (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None))):
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, forced or option, size)
+            except OSError:  # not root: the capped request
+                self._sock.setsockopt(socket.SOL_SOCKET, option, size)
+        return self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
     def set_receiver(self, on_datagram: Callable[[bytes, Addr], None] | None) -> None:
         self._on_datagram = on_datagram
 

@@ -145,12 +145,12 @@ async def _create_conf(base: FlowContext, step: Step) -> str:
         if not ctx.agent(cs_role):
             return f"INVITE {ctx.topology.factory_uri} sent to the external CS"
         participant = await ctx.focus().wait_invite(ctx.aor(creator), ctx.wait)
-        return f"INVITE {participant.invite.uri} reached the CS"
+        return f"INVITE {participant.uri} reached the CS"
     if ctx.agent(cs_role):
         cs = ctx.focus()
         participant = await ctx.sut_act(cs, lambda: _participant(cs, ctx.aor(creator)), creator,
                                         "INVITE to the conference factory URI")
-        return f"{creator} (external) INVITE {participant.invite.uri} reached the CS"
+        return f"{creator} (external) INVITE {participant.uri} reached the CS"
     return BOTH_EXTERNAL
 
 
@@ -240,7 +240,7 @@ async def _join(base: FlowContext, step: Step) -> str:
         else:
             participant = await ctx.sut_act(cs, lambda: _participant(cs, ctx.aor(joiner)), joiner,
                                             "INVITE to the conference URI")
-        return f"INVITE {participant.invite.uri} reached the CS"
+        return f"INVITE {participant.uri} reached the CS"
     if ctx.agent(joiner):
         return f"{joiner} INVITEs the external CS (answer awaited at the next step)"
     return BOTH_EXTERNAL

@@ -171,7 +171,7 @@ async def _create_conf(ctx: FlowContext, step: Step) -> str:
     ctx.conf_task = asyncio.get_running_loop().create_task(
         ctx.ue(creator).call(ctx.topology.factory_uri), name="conference INVITE")
     participant = await ctx.cs.wait_invite(ctx.aor(creator), ctx.wait)
-    return f"INVITE {participant.invite.uri} reached the CS"
+    return f"INVITE {participant.uri} reached the CS"
 
 
 async def _media_alloc(ctx: FlowContext, step: Step) -> str:
@@ -211,7 +211,7 @@ async def _notify_trying(ctx: FlowContext, step: Step) -> str:
 async def _join(ctx: FlowContext, step: Step) -> str:
     joiner, _ = step.actors
     participant = await ctx.cs.wait_invite(ctx.aor(joiner), ctx.wait)
-    return f"INVITE {participant.invite.uri} reached the CS"
+    return f"INVITE {participant.uri} reached the CS"
 
 
 async def _join_answer(ctx: FlowContext, step: Step) -> str:

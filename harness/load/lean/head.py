@@ -1,0 +1,144 @@
+"""Reading a received SIP datagram at the byte level: the start line and the few header fields the
+lean agents act on, nothing more.
+
+The lean agents (harness/load/lean) talk only to the harness's own proxies and to each other, so
+they need no general codec on their hot path; but what they read they read by RFC 3261's rules:
+header names case-insensitive with compact forms (§7.3.3), values trimmed, comma lists split
+outside <> and quotes (§7.3.1), tags as the `tag` parameter after the name-addr (§19.3), the
+body delimited by Content-Length on UDP (§18.3). A datagram that is not SIP, lacks a field every
+request or response carries (Via, From, To, Call-ID, CSeq) or has a Content-Length longer than
+what arrived raises HeadError; the agent drops it and counts it.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NAMES: dict[bytes, str] = {
+    b"via": "via", b"v": "via", b"from": "from_", b"f": "from_", b"to": "to", b"t": "to",
+    b"call-id": "call_id", b"i": "call_id", b"cseq": "cseq", b"record-route": "record_route",
+    b"contact": "contact", b"m": "contact", b"content-length": "length", b"l": "length",
+    b"event": "event", b"o": "event", b"subscription-state": "substate", b"refer-to": "refer_to",
+    b"r": "refer_to", b"referred-by": "referred_by", b"b": "referred_by",
+}
+_TAG = re.compile(rb";[ \t]*tag[ \t]*=[ \t]*([^;, \t>]+)", re.I)
+_ELEMENT = re.compile(rb'(?:"(?:[^"\\]|\\.)*"|<[^>]*>|[^,<"])+')
+_URI = re.compile(rb"<([^>]*)>")
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.I)
+_WSP = b" \t"
+
+
+class HeadError(ValueError):
+    """Not a SIP message the lean agents can act on."""
+
+
+def split_list(value: bytes) -> list[bytes]:
+    """A comma-separated header value's elements, commas inside <> or quotes kept (§7.3.1)."""
+    if b"," not in value:
+        return [value]
+    return [e.strip() for e in _ELEMENT.findall(value) if e.strip()]
+
+
+def tag_of(name_addr: bytes) -> bytes | None:
+    """The `tag` parameter of a From/To value (after the <>, if any)."""
+    close = name_addr.rfind(b">")
+    found = _TAG.search(name_addr, close + 1 if close >= 0 else 0)
+    return found.group(1) if found else None
+
+
+def uri_of(name_addr: bytes) -> bytes:
+    """The URI of a name-addr (`<uri>`) or addr-spec value, without its header parameters."""
+    found = _URI.search(name_addr)
+    if found:
+        return found.group(1)
+    return name_addr.split(b";", 1)[0].strip()
+
+
+class Head:
+    """A received message's start line, the fields the lean agents use, and its body."""
+
+    __slots__ = ("method", "uri", "status", "via", "from_", "to", "call_id", "cseq", "cseq_method",
+                 "record_route", "contact", "event", "substate", "refer_to", "referred_by", "body",
+                 "from_tag", "to_tag", "branch")
+
+    def __init__(self) -> None:
+        self.method: bytes | None = None
+        self.uri = b""
+        self.status = 0
+        self.via: list[bytes] = []
+        self.record_route: list[bytes] = []
+        self.from_ = self.to = self.call_id = self.cseq = self.contact = self.cseq_method = self.body = b""
+        self.event: bytes | None = None
+        self.substate: bytes | None = None
+        self.refer_to: bytes | None = None
+        self.referred_by: bytes | None = None
+        self.from_tag: bytes | None = None
+        self.to_tag: bytes | None = None
+        self.branch = b""
+
+
+def read(data: bytes) -> Head:
+    """Parse `data` (one UDP datagram) or raise HeadError."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise HeadError("no end of header")
+    lines = data[:end].split(b"\r\n")
+    head = Head()
+    first = lines[0].split(b" ", 2)
+    if len(first) != 3:
+        raise HeadError("bad start line")
+    if first[0] == b"SIP/2.0":
+        if not first[1].isdigit() or len(first[1]) != 3:
+            raise HeadError("bad status code")
+        head.status = int(first[1])
+    elif first[2] == b"SIP/2.0":
+        head.method, head.uri = first[0], first[1]
+    else:
+        raise HeadError("bad start line")
+    names = _NAMES
+    found: dict[str, bytes] = {}
+    vias: list[bytes] = []
+    routes: list[bytes] = []
+    for line in lines[1:]:
+        colon = line.find(b":")
+        if colon <= 0 or line[0] in _WSP:
+            raise HeadError("header line without a name and colon, or folded")
+        key = names.get(line[:colon].rstrip(b" \t").lower())
+        if key is None:
+            continue
+        value = line[colon + 1:].strip(b" \t")
+        if key == "via":
+            vias += split_list(value) if b"," in value else (value,)
+        elif key == "record_route":
+            routes += split_list(value) if b"," in value else (value,)
+        elif key in found:
+            raise HeadError(f"{key} given twice")
+        else:
+            found[key] = value
+    try:
+        head.from_, head.to, head.call_id, cseq = found["from_"], found["to"], found["call_id"], found["cseq"]
+    except KeyError:
+        raise HeadError("From, To, Call-ID or CSeq missing") from None
+    if not vias:
+        raise HeadError("no Via")
+    head.via, head.record_route = vias, routes
+    get = found.get
+    head.contact, head.event, head.substate = get("contact", b""), get("event"), get("substate")
+    head.refer_to, head.referred_by = get("refer_to"), get("referred_by")
+    number, _, method = cseq.partition(b" ")
+    if not number.isdigit():
+        raise HeadError("bad CSeq")
+    head.cseq = number
+    head.cseq_method = method.strip()
+    body = data[end + 4:]
+    length = get("length")
+    if length is not None:
+        if not length.isdigit() or int(length) > len(body):
+            raise HeadError("bad Content-Length")
+        body = body[:int(length)]
+    head.body = body
+    head.from_tag = tag_of(head.from_)
+    head.to_tag = tag_of(head.to)
+    branch = _BRANCH.search(vias[0])
+    head.branch = branch.group(1) if branch else b""
+    return head
