@@ -10,6 +10,7 @@ from the capture, like everywhere else.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,29 @@ def _enlarge(element: Proxy | ConferenceServer | LeanCs) -> None:
         sock.set_buffers(SHARED_BUFFER)
 
 
+class _SparseCollection:
+    """While instances run, the cyclic garbage collector runs rarely and skips what existed before
+    (gc.freeze): every message allocates a few short-lived objects, and frequent young-generation
+    collections over a large live heap cost ~7 % of a run's CPU. Restored on exit (idempotent)."""
+
+    YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
+
+    def __init__(self) -> None:
+        self._saved: tuple[int, int, int] | None = None
+
+    def __enter__(self) -> None:
+        if self._saved is None:
+            self._saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(self.YOUNG, *self._saved[1:])
+
+    def __exit__(self, *_: object) -> None:
+        if self._saved is not None:
+            gc.set_threshold(*self._saved)
+            gc.unfreeze()
+            self._saved = None
+
+
 class LoadRun:
     """The shared network plus N instances; `run()` returns one InstanceRecord per instance."""
 
@@ -140,6 +164,7 @@ class LoadRun:
         slots = asyncio.Semaphore(self.concurrency)
         tasks: list[asyncio.Task[None]] = []
         self.progress = Progress(self.conferences)
+        collector = _SparseCollection()
         try:
             for proxy in proxies:
                 await proxy.start()
@@ -148,6 +173,7 @@ class LoadRun:
             await cs.start()
             for shared in (*proxies, cs):
                 _enlarge(shared)
+            collector.__enter__()
             began = time.monotonic()
             for record in records:
                 if self.rate is not None:
@@ -159,6 +185,7 @@ class LoadRun:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            collector.__exit__()
             await cs.stop()
             await mrfp.stop()
             for proxy in proxies:

@@ -178,3 +178,58 @@ def test_server_answers_a_retransmission_again_and_2xx_until_ack() -> None:
             endpoint.close()
             peer.close()
     asyncio.run(main())
+
+
+# --- the sans-IO transaction core, on a clock of our own ---------------------------------------------
+
+def _advance(core, until: float) -> list[float]:  # type: ignore[no-untyped-def]
+    """Fire the core's deadlines up to `until`; the times at which it resent something."""
+    sent = []
+    while (at := core.next_deadline()) is not None and at <= until:
+        core.expire(at)
+        if core.outbox:
+            sent.append(round(at, 6))
+            core.outbox.clear()
+    return sent
+
+
+def test_core_timers_a_b_e_f() -> None:
+    from harness.load.lean.transactions import Transactions
+
+    core = Transactions(t1=0.5, t2=4.0)
+    core.request(INVITE, ("127.0.0.1", 5060), b"z9hG4bKs1", invite=True, now=0.0)
+    assert _advance(core, 31.9) == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]  # Timer A doubles
+    assert core.timed_out == []
+    _advance(core, 32.0)
+    assert core.timed_out == [b"z9hG4bKs1"]  # Timer B = 64*T1
+    core = Transactions(t1=0.5, t2=4.0)
+    core.request(b"BYE", ("127.0.0.1", 5060), b"z9hG4bKb", invite=False, now=0.0)
+    assert _advance(core, 16.0) == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5]  # Timer E capped at T2
+
+
+def test_core_responses_duplicates_and_2xx_until_ack() -> None:
+    from harness.load.lean.transactions import REQUEST, RESPONSE, STRAY, Transactions
+
+    core = Transactions(t1=0.5, t2=4.0)
+    core.request(INVITE, ("127.0.0.1", 5060), b"z9hG4bKs1", invite=True, now=0.0)
+    trying = read(INVITE)  # any head will do for the branch: build a 100 and a 200 for it
+    ringing = INVITE.replace(b"INVITE sip:ue2@127.9.1.2 SIP/2.0", b"SIP/2.0 100 Trying")
+    assert core.receive(ringing, ("127.0.0.1", 5060), 0.1) is None  # provisional: no more Timer A
+    assert _advance(core, 31.0) == []
+    ok = INVITE.replace(b"INVITE sip:ue2@127.9.1.2 SIP/2.0", b"SIP/2.0 200 OK")
+    assert core.receive(ok, ("127.0.0.1", 5060), 1.0)[0] == RESPONSE  # type: ignore[index]
+    assert core.receive(ok, ("127.0.0.1", 5060), 1.1)[0] == STRAY  # type: ignore[index]  # a 2xx retransmission
+    assert core.next_deadline() is None
+
+    server = Transactions(t1=0.5, t2=4.0)
+    kind, head = server.receive(INVITE, ("127.0.0.1", 5060), 0.0)  # type: ignore[misc]
+    assert kind == REQUEST and head.branch == trying.branch
+    assert server.receive(INVITE, ("127.0.0.1", 5060), 0.2) is None and server.outbox == []  # still deciding
+    server.respond(head, b"SIP/2.0 200 OK\r\n\r\n", ("127.0.0.1", 5060), now=0.3)
+    assert server.receive(INVITE, ("127.0.0.1", 5060), 0.4) is None
+    assert server.outbox == [(b"SIP/2.0 200 OK\r\n\r\n", ("127.0.0.1", 5060))]  # answered again
+    server.outbox.clear()
+    assert _advance(server, 8.0) == [0.8, 1.8, 3.8, 7.8]  # §13.3.1.4: 2xx from T1 doubling, capped at T2
+    assert server.acked(head.call_id, head.cseq)
+    assert _advance(server, 40.0) == []
+    assert server.receive(b"junk", ("127.0.0.1", 5060), 1.0) is None and server.unreadable == 1

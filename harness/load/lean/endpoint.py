@@ -1,30 +1,20 @@
-"""One lean SIP address on UDP: RFC 3261 §17 transactions kept as small as the load mode allows.
+"""One lean SIP address on UDP: the I/O around the sans-IO Transactions (transactions.py).
 
-Client side: a request is sent, retransmitted from T1 doubling (INVITE: Timer A, until a
-provisional or final response; non-INVITE: Timer E, capped at T2) and given up after 64*T1
-(Timers B/F): its future then holds TransactionTimeout. Responses match by the top Via branch
-(§17.1.3). Server side: a retransmitted request (same branch and method, §17.2.3) gets the
-response already sent again, or nothing while the TU is still deciding; a 2xx to INVITE is
-retransmitted by the UAS core from T1 doubling to T2 until its ACK arrives (§13.3.1.4). An ACK and
-a response that matches no transaction go to the agent (`on_request` / `on_stray`): that is where
-a 2xx retransmission is ACKed again (§13.2.2.4).
-
-No SipMessage, task or dataclass per message: heads are read by harness/load/lean/head.py and a
-transaction is a list.
+It owns the socket, one loop timer armed for the transactions' earliest deadline, and a future per
+client transaction (its final response, or TransactionTimeout after 64*T1). Requests and responses
+the transactions hand up go to the agent's `on_request` / `on_stray`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections import deque
 from collections.abc import Callable
 
-from harness.load.lean.head import Head, HeadError, read
+from harness.load.lean.head import Head, HeadError
+from harness.load.lean.transactions import REQUEST, RESPONSE, Transactions
 from harness.net.udp import Addr, UdpSocket
 from harness.sip.timers import T1, T2
-
-ANSWERED_KEPT = 32.0  # seconds a server transaction's response is kept for retransmissions (64*T1)
 
 _RECEIVED = re.compile(rb";[ \t]*received[ \t]*=[ \t]*([^;, \t]+)", re.I)
 _RPORT = re.compile(rb";[ \t]*rport[ \t]*=[ \t]*([0-9]+)", re.I)
@@ -46,23 +36,6 @@ def response_target(via: bytes) -> Addr:
     return host, port
 
 
-class _Pending:
-    """A datagram sent and resent until its answer arrives: a client transaction's request, or a
-    UAS core's 2xx to INVITE waiting for the ACK."""
-
-    __slots__ = ("fut", "data", "addr", "interval", "give_up", "handle", "invite")
-
-    def __init__(self, data: bytes, addr: Addr, interval: float, give_up: float, invite: bool,
-                 fut: asyncio.Future[Head] | None = None) -> None:
-        self.fut, self.data, self.addr = fut, data, addr
-        self.interval, self.give_up, self.invite = interval, give_up, invite
-        self.handle: asyncio.TimerHandle | None = None
-
-    def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-
-
 class LeanEndpoint:
     """Datagrams in, heads to the agent; requests out with retransmission, responses kept."""
 
@@ -70,30 +43,34 @@ class LeanEndpoint:
                  on_stray: Callable[[Head], None], t1: float = T1, t2: float = T2) -> None:
         self.ip, self.port = ip, port
         self.on_request, self.on_stray = on_request, on_stray
-        self.t1, self.t2 = t1, t2
+        self.core = Transactions(t1, t2)
+        self.t1 = t1
         self.sock: UdpSocket | None = None
         self.loop = asyncio.get_running_loop()
-        self.unreadable = 0  # datagrams dropped because they were not SIP we can act on
-        self.retransmitted = 0
-        self._clients: dict[bytes, _Pending] = {}  # by branch
-        # (branch, method) -> response bytes (b"" while the TU decides) and where it went
-        self._answered: dict[tuple[bytes, bytes], tuple[bytes, Addr]] = {}
-        self._answered_order: deque[tuple[float, tuple[bytes, bytes]]] = deque()
-        self._unacked: dict[tuple[bytes, bytes], _Pending] = {}  # 2xx by (Call-ID, CSeq)
+        self._futures: dict[bytes, asyncio.Future[Head]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    @property
+    def unreadable(self) -> int:
+        return self.core.unreadable
+
+    @property
+    def retransmitted(self) -> int:
+        return self.core.retransmitted
 
     async def open(self) -> LeanEndpoint:
         self.sock = await UdpSocket.bind(self.ip, self.port, self._datagram)
         return self
 
     def close(self) -> None:
-        for tx in self._clients.values():
-            tx.cancel()
-            if tx.fut is not None and not tx.fut.done():
-                tx.fut.cancel()
-        for pending in self._unacked.values():
-            pending.cancel()
-        self._clients.clear()
-        self._unacked.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for fut in self._futures.values():
+            if not fut.done():
+                fut.cancel()
+        self._futures.clear()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -103,112 +80,68 @@ class LeanEndpoint:
         if self.sock is not None:
             self.sock.sendto(data, addr)
 
-    # --- client transactions --------------------------------------------------------------------
-
     def request(self, data: bytes, addr: Addr, branch: bytes, invite: bool) -> asyncio.Future[Head]:
         """Send a request; the future gets its final response (or TransactionTimeout)."""
         fut: asyncio.Future[Head] = self.loop.create_future()
         now = self.loop.time()
-        tx = _Pending(data, addr, self.t1, now + 64 * self.t1, invite, fut)
-        tx.handle = self.loop.call_at(now + self.t1, self._retransmit, branch)
-        self._clients[branch] = tx
+        self.core.request(data, addr, branch, invite, now)
+        self._futures[branch] = fut
+        fut.add_done_callback(lambda f: f.cancelled() and self.core.forget(branch))
         self.send(data, addr)
+        if self._timer_at is None or now + self.t1 < self._timer_at:
+            self._arm()
         return fut
 
-    def _retransmit(self, branch: bytes) -> None:
-        tx = self._clients.get(branch)
-        if tx is None:
-            return
-        now = self.loop.time()
-        if now >= tx.give_up:
-            del self._clients[branch]
-            if tx.fut is not None and not tx.fut.done():
-                tx.fut.set_exception(TransactionTimeout(f"no final response within {64 * self.t1:g} s"))
-            return
-        self.retransmitted += 1
-        self.send(tx.data, tx.addr)
-        tx.interval = 2 * tx.interval if tx.invite else min(2 * tx.interval, self.t2)
-        tx.handle = self.loop.call_at(min(now + tx.interval, tx.give_up), self._retransmit, branch)
-
-    def _response(self, head: Head) -> None:
-        tx = self._clients.get(head.branch)
-        if tx is None:
-            self.on_stray(head)
-            return
-        if head.status < 200:
-            if tx.invite:  # Proceeding: no more retransmissions; Timer B still bounds the wait
-                tx.cancel()
-                tx.handle = self.loop.call_at(tx.give_up, self._retransmit, head.branch)
-            return
-        del self._clients[head.branch]
-        tx.cancel()
-        if tx.fut is not None and not tx.fut.done():
-            tx.fut.set_result(head)
-
-    # --- server transactions --------------------------------------------------------------------
-
     def respond(self, request: Head, data: bytes, addr: Addr) -> None:
-        """Send a response to `request`; kept for its retransmissions, and a 2xx to INVITE is
-        retransmitted until `acked()`."""
-        key = (request.branch, request.method or b"")
-        self._answered[key] = (data, addr)
+        """Send a response to `request`; kept for retransmissions (a 2xx to INVITE resent until ACK)."""
+        now = self.loop.time()
+        self.core.respond(request, data, addr, now)
         self.send(data, addr)
-        if request.method == b"INVITE" and 200 <= int(data[8:11]) < 300:
-            now = self.loop.time()
-            ident = (request.call_id, request.cseq)
-            old = self._unacked.get(ident)
-            if old is not None:
-                old.cancel()
-            pending = _Pending(data, addr, self.t1, now + 64 * self.t1, True)
-            pending.handle = self.loop.call_at(now + self.t1, self._retransmit_2xx, ident)
-            self._unacked[ident] = pending
+        if self._timer_at is None or now + self.t1 < self._timer_at:
+            self._arm()
 
     def acked(self, call_id: bytes, cseq: bytes) -> bool:
-        """The ACK for the 2xx of INVITE (Call-ID, CSeq) arrived: stop retransmitting it."""
-        pending = self._unacked.pop((call_id, cseq), None)
-        if pending is not None:
-            pending.cancel()
-        return pending is not None
+        return self.core.acked(call_id, cseq)
 
-    def _retransmit_2xx(self, ident: tuple[bytes, bytes]) -> None:
-        pending = self._unacked.get(ident)
-        if pending is None:
+    def _arm(self) -> None:
+        at = self.core.next_deadline()
+        if at == self._timer_at:
             return
-        now = self.loop.time()
-        if now >= pending.give_up:
-            del self._unacked[ident]  # §13.3.1.4: the session should end; the flow's checks say so
-            return
-        self.retransmitted += 1
-        self.send(pending.data, pending.addr)
-        pending.interval = min(2 * pending.interval, self.t2)
-        pending.handle = self.loop.call_at(min(now + pending.interval, pending.give_up), self._retransmit_2xx, ident)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None if at is None else self.loop.call_at(at, self._expire)
+        self._timer_at = at
 
-    def _request(self, head: Head, addr: Addr) -> None:
-        if head.method == b"ACK":
-            self.on_request(head, addr)
-            return
-        key = (head.branch, head.method or b"")
-        answered = self._answered.get(key)
-        if answered is not None:
-            if answered[0]:
-                self.send(*answered)  # a retransmission: the same response again
-            return
-        now = self.loop.time()
-        order = self._answered_order
-        while order and order[0][0] < now:
-            self._answered.pop(order.popleft()[1], None)
-        self._answered[key] = (b"", addr)
-        order.append((now + ANSWERED_KEPT, key))
-        self.on_request(head, addr)
+    def _expire(self) -> None:
+        self._timer = self._timer_at = None
+        core = self.core
+        core.expire(self.loop.time())
+        self._flush()
+        for branch in core.timed_out:
+            fut = self._futures.pop(branch, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(TransactionTimeout(f"no final response within {64 * self.t1:g} s"))
+        core.timed_out.clear()
+        self._arm()
+
+    def _flush(self) -> None:
+        outbox = self.core.outbox
+        if outbox:
+            for data, addr in outbox:
+                self.send(data, addr)
+            outbox.clear()
 
     def _datagram(self, data: bytes, addr: Addr) -> None:
-        try:
-            head = read(data)
-        except HeadError:
-            if data.strip():
-                self.unreadable += 1
+        got = self.core.receive(data, addr, self.loop.time())
+        if got is None:
+            self._flush()
             return
-        if head.method is None:
-            self._response(head)
+        kind, head = got
+        if kind is RESPONSE:
+            fut = self._futures.pop(head.branch, None)
+            if fut is not None and not fut.done():
+                fut.set_result(head)
+        elif kind is REQUEST:
+            self.on_request(head, addr)
         else:
-            self._request(head, addr)
+            self.on_stray(head)
