@@ -194,12 +194,17 @@ def sustained_sipp(calls: int, rate: int, tries: int = 5) -> SippRun:
 
 
 class _Counting(socket.socket):
-    """A SIP socket that counts what it sends."""
+    """A SIP socket that counts what it sends: every datagram, and the distinct ones. A UDP
+    retransmission is byte-identical to its first sending, and so is a stateless proxy's forward of
+    it (its branch derives from the incoming one): only first sendings count as messages, as only
+    successful calls' messages count on SIPp's side."""
 
     sent = 0
+    seen: set[int] = set()
 
     def sendto(self, data, *args):  # type: ignore[no-untyped-def, override]
         _Counting.sent += 1
+        _Counting.seen.add(hash(data))
         return super().sendto(data, *args)
 
 
@@ -239,6 +244,7 @@ def measure_harness(instances: int, concurrency: int, media: bool, engine: str =
     reservation.close()  # the counting binder binds the SIP sockets itself
     token = BINDER.set(_counting_binder)
     _Counting.sent = 0
+    _Counting.seen = set()
     run = LoadRun(subnet, instances, concurrency, media_seconds=0.0, engine=engine,
                   media=media or engine == "agents")
     try:
@@ -250,7 +256,9 @@ def measure_harness(instances: int, concurrency: int, media: bool, engine: str =
     finally:
         BINDER.reset(token)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Rate(_Counting.sent, wall, cpu), sum(not r.ok for r in records)
+    print(f"harness: {_Counting.sent} SIP datagrams sent, {_Counting.sent - len(_Counting.seen)} of them "
+          "retransmissions (not counted)", file=sys.stderr)
+    return Rate(len(_Counting.seen), wall, cpu), sum(not r.ok for r in records)
 
 
 def main() -> int:
@@ -258,16 +266,18 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=30000)
     parser.add_argument("--sipp-rate", type=int, default=10000,
                         help="SIPp calls per second to start from (halved while calls fail)")
-    parser.add_argument("--instances", type=int, default=40, help="A.2.1 instances for the harness")
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--instances", type=int, default=200, help="A.2.1 instances for the harness")
+    parser.add_argument("--concurrency", type=int, default=40)
     parser.add_argument("--media", action="store_true", help="keep RTP/RTCP on in the harness run")
+    parser.add_argument("--engine", choices=("lean", "agents"), default="lean",
+                        help="the load mode's engine for the harness run (see README, Load)")
     args = parser.parse_args()
     run = sustained_sipp(args.calls, args.sipp_rate)
     sipp = run.rate
-    harness, failed = measure_harness(args.instances, args.concurrency, args.media)
+    harness, failed = measure_harness(args.instances, args.concurrency, args.media, args.engine)
     print(sipp.line("SIPp") + f"  ({run.ok} calls at {run.calls_per_second} calls/s, {run.failed} failed)")
-    print(harness.line("harness") + f"  ({args.instances} A.2.1 instances, {failed} failed, "
-                                    f"media {'on' if args.media else 'off'})")
+    print(harness.line("harness") + f"  ({args.instances} A.2.1 instances, {args.concurrency} at a time, "
+                                    f"{failed} failed, {args.engine} engine, media {'on' if args.media else 'off'})")
     wall_ratio = harness.per_second / sipp.per_second
     cpu_ratio = harness.per_cpu_second / sipp.per_cpu_second
     print(f"ratio harness/SIPp: wall-clock {wall_ratio:.4f}, per CPU-second {cpu_ratio:.4f} (target >= 0.5)")

@@ -9,7 +9,6 @@ media the reference MRFP allocates, mixes and releases the ports; without, the p
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 
@@ -18,7 +17,18 @@ from harness.agents.media import SENDS
 from harness.agents.mrfp import Mrfp
 from harness.agents.topology import Topology
 from harness.agents.ua import SDP_TYPE, WAIT
-from harness.load.lean.dialog import LeanDialog, Sender, TaskSet, Waits, hop_of, token, within
+from harness.load.lean.dialog import (
+    LeanDialog,
+    Sender,
+    TaskSet,
+    Waits,
+    answer_other,
+    hop_of,
+    refuse,
+    session_id,
+    token,
+    within,
+)
 from harness.load.lean.endpoint import LeanEndpoint
 from harness.load.lean.forms import SDP_FORMS
 from harness.load.lean.head import Head, HeadError, uri_of
@@ -70,7 +80,6 @@ class LeanCs:
         self._waits = Waits()
         self._tasks = TaskSet("CS", self.errors)
         self._next_port = topology.rtp_base_port
-        self._rng = random.Random()
         self._mrfp_ip = (mrfp.ip if mrfp is not None else topology.ip("MRFP")).encode()
         self.endpoint: LeanEndpoint | None = None
         self.out: Sender | None = None
@@ -140,14 +149,10 @@ class LeanCs:
                     self._tasks.spawn(self.mrfp.release(participant.port), "release MRFP port")
             elif method == b"INVITE":
                 self._reinvite(head, participant)
-            elif method == b"OPTIONS":
-                out.respond(head, 200, b"OK", [("Allow", ALLOW_B)])
             else:
-                out.respond(head, 405, b"Method Not Allowed", [("Allow", ALLOW_B)])
+                answer_other(out, head, ALLOW_B)
         except (HeadError, ValueError) as exc:
-            self.errors.append(f"{method!r}: {exc}")
-            if method != b"ACK":
-                out.respond(head, 400, b"Bad Request")
+            refuse(out, head, exc, self.errors)
 
     def _new_invite(self, invite: Head) -> None:
         assert self.out is not None
@@ -186,7 +191,7 @@ class LeanCs:
     def _answer(self, invite: Head, participant: LeanParticipant, port: int, offered: str, pt: int) -> None:
         assert self.out is not None
         participant.port, participant.pt = port, pt
-        participant.sess = self._rng.randrange(1, 2**31)
+        participant.sess = session_id()
         participant.direction = answer_direction(offered).encode()
         self._waits.set(("allocated", participant.aor), port)
         self.out.respond(invite, 200, b"OK", [

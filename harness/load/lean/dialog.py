@@ -4,9 +4,12 @@ building from the forms, identifiers, and futures keyed by what the choreography
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import os
 import random
 import re
+import weakref
 from collections.abc import Coroutine, Hashable
 from typing import Any, TypeVar
 
@@ -24,24 +27,60 @@ _HOSTPORT = re.compile(rb"^(?:sips?):(?:[^@;>?]*@)?(\[[^\]]+\]|[^:;>?]+)(?::([0-
 _RNG = random.Random(os.urandom(32))  # seeded from the kernel; a draw is ~20x cheaper than os.urandom
 
 
+def session_id() -> int:
+    """An SDP o= session id (RFC 4566 §5.2: a numeric string; here 1 .. 2**31 - 1)."""
+    return _RNG.randrange(1, 2**31)
+
+
 def token(n: int) -> bytes:
     """n random bytes as hex (tags: 6, branches: 8, Call-ID: 12; RFC 3261 §19.3, §8.1.1.4)."""
     return b"%0*x" % (2 * n, _RNG.getrandbits(8 * n))
 
 
-def _expire(fut: asyncio.Future[Any], what: str) -> None:
-    if not fut.done():
-        fut.set_exception(FlowTimeout(what))
+class _Deadlines:
+    """The bounds of every pending `within()` on one loop: a heap of (deadline, sequence, future,
+    what) and one loop timer at the earliest. A future that finished in time is left in the heap
+    and skipped when its deadline comes (waits end far more often than they time out)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[tuple[float, int, asyncio.Future[Any], str]] = []
+        self.sequence = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = float("inf")
+
+    def add(self, fut: asyncio.Future[Any], timeout: float, what: str) -> None:
+        at = self.loop.time() + timeout
+        heapq.heappush(self.heap, (at, next(self.sequence), fut, what))
+        if at < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer, self.timer_at = self.loop.call_at(at, self._fire), at
+
+    def _fire(self) -> None:
+        heap, now = self.heap, self.loop.time()
+        while heap and heap[0][0] <= now:
+            _, _, fut, what = heapq.heappop(heap)
+            if not fut.done():
+                fut.set_exception(FlowTimeout(what))
+        while heap and heap[0][2].done():
+            heapq.heappop(heap)
+        self.timer, self.timer_at = (self.loop.call_at(heap[0][0], self._fire), heap[0][0]) if heap else \
+            (None, float("inf"))
+
+
+_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
 
 
 async def within(fut: asyncio.Future[T], timeout: float, what: str) -> T:
     """`fut`'s result, or FlowTimeout("<what> within <timeout> s"): `bounded()` for a plain future,
-    at the cost of one timer (no task, no second future). The timeout ends `fut` itself."""
-    handle = fut.get_loop().call_later(timeout, _expire, fut, f"{what} within {timeout:g} s")
-    try:
-        return await fut
-    finally:
-        handle.cancel()
+    without a task, a second future or a timer of its own. The timeout ends `fut` itself."""
+    loop = fut.get_loop()
+    deadlines = _DEADLINES.get(loop)
+    if deadlines is None:
+        deadlines = _DEADLINES[loop] = _Deadlines(loop)
+    deadlines.add(fut, timeout, f"{what} within {timeout:g} s")
+    return await fut
 
 
 def hop_of(uri: bytes) -> Addr:
@@ -143,6 +182,22 @@ class Sender:
         fields += extra
         data = forms.response(status, reason, fields, body)
         self.endpoint.respond(request, data, response_target(request.via[0]))
+
+
+def answer_other(out: Sender, request: Head, allow: bytes) -> None:
+    """What a UA answers an in-dialog request it does not act on: 200 with Allow to OPTIONS (§11.2),
+    405 with Allow to anything else (§8.2.1)."""
+    if request.method == b"OPTIONS":
+        out.respond(request, 200, b"OK", [("Allow", allow)])
+    else:
+        out.respond(request, 405, b"Method Not Allowed", [("Allow", allow)])
+
+
+def refuse(out: Sender, request: Head, problem: Exception, errors: list[str]) -> None:
+    """A request the agent could not act on (a value it cannot read): noted, and 400 unless an ACK."""
+    errors.append(f"{request.method!r}: {problem}")
+    if request.method != b"ACK":
+        out.respond(request, 400, b"Bad Request")
 
 
 class Waits:

@@ -85,8 +85,7 @@ class LeanEndpoint:
         fut: asyncio.Future[Head] = self.loop.create_future()
         now = self.loop.time()
         self.core.request(data, addr, branch, invite, now)
-        self._futures[branch] = fut
-        fut.add_done_callback(lambda f: f.cancelled() and self.core.forget(branch))
+        self._futures[branch] = fut  # a waiter that gives up leaves the transaction to its timers
         self.send(data, addr)
         if self._timer_at is None or now + self.t1 < self._timer_at:
             self._arm()

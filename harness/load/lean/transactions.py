@@ -84,12 +84,6 @@ class Transactions:
             entry.done = True
         return entry is not None
 
-    def forget(self, branch: bytes) -> None:
-        """The agent no longer waits for this client transaction (it gave up on its own)."""
-        entry = self._clients.pop(branch, None)
-        if entry is not None:
-            entry.done = True
-
     # --- the network's side ---------------------------------------------------------------------
 
     def receive(self, data: bytes, addr: Addr, now: float) -> tuple[str, Head] | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import re
 from dataclasses import dataclass, field
 
@@ -22,7 +21,18 @@ from harness.agents.media import MediaLeg
 from harness.agents.topology import USER, Topology
 from harness.agents.ua import ALLOW, SDP_TYPE, WAIT
 from harness.agents.ue import NOTIFY_MARGIN, TONES
-from harness.load.lean.dialog import LeanDialog, Sender, TaskSet, Waits, hop_of, token, within
+from harness.load.lean.dialog import (
+    LeanDialog,
+    Sender,
+    TaskSet,
+    Waits,
+    answer_other,
+    hop_of,
+    refuse,
+    session_id,
+    token,
+    within,
+)
 from harness.load.lean.endpoint import LeanEndpoint, TransactionTimeout
 from harness.load.lean.forms import SDP_FORMS
 from harness.load.lean.head import Head, HeadError, uri_of
@@ -107,7 +117,6 @@ class LeanUe:
         self._acks: dict[tuple[bytes, bytes], tuple[bytes, Addr]] = {}
         self._waits = Waits()
         self._tasks = TaskSet(self.role, self.errors)
-        self._rng = random.Random()
         self._ip_b = self.ip.encode()
         self.endpoint: LeanEndpoint | None = None
         self.out: Sender | None = None
@@ -149,7 +158,7 @@ class LeanUe:
         """INVITE with a sendrecv offer through the outbound route, await the 2xx, ACK; media starts."""
         assert self.out is not None
         port, leg = await self._open_media()
-        call = LeanCall(str(target_uri), "", True, port, self._rng.randrange(1, 2**31), 1, b"sendrecv", b"", leg=leg)
+        call = LeanCall(str(target_uri), "", True, port, session_id(), 1, b"sendrecv", b"", leg=leg)
         self._set_sdp(call, 1, b"sendrecv")
         call_id = token(12) + b"@" + self.ip.encode()
         tag = token(6)
@@ -290,14 +299,10 @@ class LeanUe:
                 self._accept_refer(head, call)
             elif method == b"NOTIFY":
                 self._on_notify(head, call)
-            elif method == b"OPTIONS":
-                out.respond(head, 200, b"OK", [("Allow", ALLOW_B)])
             else:
-                out.respond(head, 405, b"Method Not Allowed", [("Allow", ALLOW_B)])
+                answer_other(out, head, ALLOW_B)
         except (HeadError, ValueError) as exc:
-            self.errors.append(f"{method!r}: {exc}")
-            if method != b"ACK":
-                out.respond(head, 400, b"Bad Request")
+            refuse(out, head, exc, self.errors)
 
     async def _answer_new(self, invite: Head) -> None:
         """200 with an RFC 3264 §6.1 answer; media to the offer's c=/m= address."""
@@ -305,7 +310,7 @@ class LeanUe:
         port, leg = await self._open_media()
         tag = token(6)
         peer = uri_of(invite.from_).decode()
-        call = LeanCall(peer, invite.call_id.decode(), False, port, self._rng.randrange(1, 2**31), 1, b"", b"",
+        call = LeanCall(peer, invite.call_id.decode(), False, port, session_id(), 1, b"", b"",
                         LeanDialog.uas(invite, tag), leg, remote_contact=invite.contact.decode())
         self._set_sdp(call, 1, answer_direction(sdp_direction(invite.body)).encode())
         self.calls.append(call)
@@ -368,8 +373,9 @@ class LeanUe:
                 status, reason = exc.status, b"Failed"
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max(0.0, first_at + 1.0 - loop.time()) + NOTIFY_MARGIN)
-        with contextlib.suppress(TimeoutError, TransactionTimeout):  # bounded: it ended one way or another
-            await asyncio.wait_for(asyncio.shield(first), self.wait)
+        if not first.done():  # bounded: it ends one way or another
+            with contextlib.suppress(FlowTimeout, TransactionTimeout):
+                await within(first, self.wait, f"{self.role}: the first NOTIFY's answer")
         response = await self._final(self._notify(call, event, b"SIP/2.0 %d %s\r\n" % (status, reason), final=True),
                                      f"{self.role} did not receive a final response to its final NOTIFY")
         if not 200 <= response.status < 300:
