@@ -37,7 +37,6 @@ from harness.sip.headers import (
     SipUri,
     Via,
     first_comma_value,
-    format_params,
     parse_cseq,
     split_commas,
 )
@@ -71,12 +70,19 @@ class Proxy:
         self.port = port
         self.faults = faults
         self.transport = transport.lower()  # one transport in and out (no RFC 5658 double Record-Route)
-        self.log: deque[Forwarded] = deque(maxlen=LOG_KEPT)
+        # (kind, summary, to, detail): a Forwarded's parts, its summary joined only when read (`log`)
+        self._log: deque[tuple[str, str, Addr | None, str | None]] = deque(maxlen=LOG_KEPT)
         # RFC 3325 §5: assert the identity of initial requests that arrive unasserted (a SUT profile's
         # [ims] p_asserted_identity); the UEs' first hop is the one that sees them so.
         self.assert_identity = False
         self._sock: UdpSocket | TcpSocket | None = None
         self.fast = FastPath(self)
+
+    @property
+    def log(self) -> deque[Forwarded]:
+        """The latest records, oldest first; built when read, so a forward only stores a tuple."""
+        return deque((Forwarded(kind, summary if detail is None else f"{summary} {detail}", to)
+                      for kind, summary, to, detail in self._log), maxlen=LOG_KEPT)
 
     @property
     def decrements_max_forwards(self) -> bool:
@@ -114,10 +120,11 @@ class Proxy:
         message, target = out
         return to_wire(message), target
 
-    def _note(self, kind: str, summary: str, to: Addr | None) -> None:
-        self.log.append(Forwarded(kind, summary, to))
+    def _note(self, kind: str, summary: str, to: Addr | None, detail: str | None = None) -> None:
+        """Record what happened; the summary is `summary`, or "summary detail" when a detail is given."""
+        self._log.append((kind, summary, to, detail))
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s %s -> %s", self.role, kind, summary, to)
+            log.debug("%s %s %s -> %s", self.role, kind, summary if detail is None else f"{summary} {detail}", to)
 
     # --- requests (§16.3 - §16.6) ------------------------------------------------------------
 
@@ -266,11 +273,13 @@ def _replace_top_value(msg: SipMessage, name: str, value: str) -> None:
 # --- the fast path ------------------------------------------------------------------------------
 
 _TOKEN = rb"[A-Za-z0-9\-.!%*_+`'~]+"
-# Header lines the codec would read the same way: token name, [ \t]*:[ \t]*, printable ASCII or
-# HTAB (no CTL, no bare CR/LF, no folding, no UTF-8: those take the reference path).
-_LINES = rb"((?:\r\n" + _TOKEN + rb"[ \t]*:[\t\x20-\x7e]*)*)\r\n\r\n"
-_REQUEST_HEAD = re.compile(rb"(" + _TOKEN + rb") ([A-Za-z][A-Za-z0-9+.\-]*:[!-~]+) SIP/2\.0" + _LINES)
-_RESPONSE_HEAD = re.compile(rb"SIP/2\.0 ([1-6][0-9][0-9]) [\t\x20-\x7e]*" + _LINES)
+_TOKEN_RE = re.compile(_TOKEN)
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([A-Za-z][A-Za-z0-9+.\-]*:[!-~]+) SIP/2\.0")
+_STATUS_LINE = re.compile(rb"SIP/2\.0 ([1-6][0-9][0-9]) [\t\x20-\x7e]*")
+# Head bytes a header line may hold besides its CRLF: printable ASCII and HTAB (no CTL, no bare
+# CR/LF, no UTF-8: those take the reference path). Deleting them leaves exactly the line ends.
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t"
+_NAME = re.compile(rb"\r\n([^:\r\n]*):")  # each header line's name as written (with blanks before ':')
 
 # Lower-cased header name (full and compact) -> what the fast path needs to know about it.
 _KIND: dict[bytes, str] = {
@@ -283,12 +292,80 @@ _KIND: dict[bytes, str] = {
 }
 # §7.3.1 / validate.SINGLE: fields of one value; two lines of one are the reference path's 400.
 _REPEATABLE = frozenset({"via", "route", "record-route"})
-# One line of any kind above: "\r\n" name sep value (value: group 3, without the line end).
-_INTERESTING = re.compile(rb"\r\n(" + rb"|".join(re.escape(k) for k in sorted(_KIND, key=len, reverse=True))
-                          + rb")([ \t]*:[ \t]*)([^\r\n]*)", re.I)
+# A Via value in the form UAs and this proxy write (`SIP/2.0/UDP a.b.c.d[:port]` and token params):
+# parsed here exactly as Via.parse would, without its general machinery; anything else goes to it.
+_SIMPLE_VIA = re.compile(r"SIP/2\.0/UDP ((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?::([0-9]{1,5}))?"
+                         r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~]+)?)*)")
+# Header params of token names and values (a To's after its <uri>), as parse_params reads them plainly.
+_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~]+)?)*")
 _CACHE_LIMIT = 4096
 
-Edit = tuple[int, int, bytes]  # replace data[start:end] with the bytes
+# (protocol, host as written, port or None, params, sent_by, simple, where a response goes): what a
+# Via value says; simple: the common form, whose patched text (received=IPv4, rport=digits) stays so.
+ViaParts = tuple[str, str, "int | None", dict[str, "str | None"], Addr, bool, Addr]
+# (ip:port, our Via line up to the branch value, our Record-Route line, the branch hash's prefix,
+# whether our Via is in _SIMPLE_VIA's form): what a proxy writes.
+Own = tuple[Addr, bytes, bytes, bytes, bool]
+# The kinds of interesting header lines -> their indexes in the head's lines.
+Found = dict[str, list[int]]
+
+
+# Caches of what a line or value says, whichever proxy reads it; each bounded by _CACHE_LIMIT.
+_TAGS: dict[bytes, bool] = {}  # To line -> has a tag
+_NAMES: dict[bytes, str] = {}  # header name as written before ':' -> kind or "" (uninteresting)
+_SHAPES: dict[tuple[bytes, ...], Found | None] = {}  # header names of a head -> their lines
+_STARTS: dict[bytes, tuple[str, str] | None] = {}  # request line -> (method, URI) or None
+_STATUSES: dict[bytes, str | None] = {}  # status line -> status code or None
+_CSEQS: dict[bytes, str | None] = {}  # CSeq line -> method or None (does not parse)
+# Via line whose value is one non-empty value -> its parts (the lines a proxy writes entered as it
+# writes them: the responses bring them back).
+_VIAS: dict[bytes, ViaParts] = {}
+_LENGTHS: dict[bytes, int | None] = {}  # Content-Length line -> its number, None when not one
+_HOPS: dict[bytes, bytes] = {}  # Max-Forwards line -> the line to send
+
+
+def clear_caches() -> None:
+    """Empty the caches the fast paths share (benchmarks measure them cold)."""
+    for cache in (_TAGS, _NAMES, _SHAPES, _STARTS, _STATUSES, _CSEQS, _VIAS, _HOPS, _LENGTHS):
+        cache.clear()
+
+
+def _first(change: tuple[int, bytes | None]) -> int:
+    return change[0]
+
+
+def _value(line: bytes) -> bytes:
+    """A header line's value after `name[ \t]*:[ \t]*`, trailing blanks kept (they are replaced)."""
+    return line[line.find(b":") + 1:].lstrip(b" \t")
+
+
+def _text(line: bytes) -> str:
+    """A line's value as the codec's `unfolded` gives it."""
+    return _value(line).decode().rstrip(" \t")
+
+
+def _parse_via(text: str) -> ViaParts:
+    """`Via.parse(text)` as a tuple; the common form without the general parser (a third of the
+    fast path's CPU when every transaction brings a new branch)."""
+    simple = _SIMPLE_VIA.fullmatch(text)
+    if simple is not None and (simple[2] is None or int(simple[2]) <= 65535):
+        host, port_text, param_text = simple.groups()
+        params: dict[str, str | None] = {}
+        for param in param_text[1:].split(";") if param_text else ():
+            name, eq, value = param.partition("=")
+            params.setdefault(name.lower(), value if eq else None)
+        port = int(port_text) if port_text is not None else None
+        sent_by = (host, 5060 if port is None else port)
+        return "SIP/2.0/UDP", host, port, params, sent_by, True, _via_target(params, sent_by)
+    via = Via.parse(text)
+    return via.protocol, via.host, via.port, via.params, via.sent_by, False, Proxy._via_target(via)
+
+
+def _via_target(params: dict[str, str | None], sent_by: Addr) -> Addr:
+    """`Proxy._via_target`: received (else sent-by host), rport (else sent-by port)."""
+    rport = params.get("rport")
+    return (params.get("received") or sent_by[0],
+            (int(rport) if rport and rport.isascii() and rport.isdigit() else None) or sent_by[1])
 
 
 class FastPath:
@@ -296,19 +373,29 @@ class FastPath:
 
     The outcome for every datagram it accepts is the one `Proxy.route_request` /
     `Proxy.route_response` + `to_wire` give (unit-tested byte for byte); the values it parses use
-    the same parsers (Via, NameAddr, CSeq), and parses of repeated texts (Route, To) are cached.
-    Edits are byte spans of the received datagram: a value replaced (Via received/rport,
-    Max-Forwards, the first Route line), a line removed (our Route, our Via in a response) or
-    inserted (our Via above the first Via line, Record-Route above the first Record-Route line or
-    after the last header line).
+    the same parsers (NameAddr, CSeq, Via - whose common form `_parse_via` reads as Via.parse
+    would, a third of the CPU otherwise). The head is split into lines once, checked by one
+    `translate` (printable ASCII) and one `findall` (each line's name), and its interesting lines
+    come from the tuple of names (a load run's messages have a few shapes). Edits are whole lines:
+    a value replaced (Via received/rport, Max-Forwards, the first Route line), a line removed (our
+    Route, our Via in a response) or inserted (our Via above the first Via line, Record-Route above
+    the first Record-Route line or after the last header line). What a line says is cached,
+    bounded, per line: shared by all proxies where it does not depend on the proxy (the S-CSCF
+    reads what the P-CSCF has just read or written; the Via lines a proxy writes are entered as it
+    writes them, for the responses that bring them back), per proxy for Route lists and branches.
     """
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.taken = 0  # datagrams forwarded here (tests and benchmarks look)
         self._route_cache: dict[str, tuple[bool, Addr | None]] = {}
-        self._tag_cache: dict[bytes, bool] = {}
         self._routes_cache: dict[tuple[bytes, ...], tuple[bool, str | None, str | None]] = {}
+        self._branches: dict[str, bytes] = {}  # incoming top branch -> our Via line (§16.11: retransmissions)
+        # What does not depend on the proxy is shared by all of them (the S-CSCF meets the lines the
+        # P-CSCF has just read or written).
+        self._tag_cache, self._names, self._shapes, self._starts = _TAGS, _NAMES, _SHAPES, _STARTS
+        self._statuses, self._cseqs, self._vias, self._hops = _STATUSES, _CSEQS, _VIAS, _HOPS
+        self._ours: Own | None = None
 
     @property
     def enabled(self) -> bool:
@@ -316,10 +403,11 @@ class FastPath:
         return proxy.transport == "udp" and not proxy.faults and not proxy.assert_identity
 
     def forward(self, data: bytes, source: Addr) -> tuple[bytes, Addr] | None:
-        if not self.enabled:
+        proxy = self.proxy
+        if proxy.transport != "udp" or proxy.faults or proxy.assert_identity:  # not self.enabled
             return None
         try:
-            out = self._response(data) if data[:8] == b"SIP/2.0 " else self._request(data, source)
+            out = self._response(data) if data.startswith(b"SIP/2.0 ") else self._request(data, source)
         except Exception:  # noqa: BLE001 - whatever it is, the reference path parses it again and says
             return None
         if out is not None:
@@ -328,43 +416,92 @@ class FastPath:
 
     # --- shared ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _fields(data: bytes, start: int, end: int) -> dict[str, list[re.Match[bytes]]] | None:
-        """The lines of interest per kind; None when a single-value field is given twice, a field
-        only the reference path judges is present, or Content-Length is missing or not the body's."""
-        found: dict[str, list[re.Match[bytes]]] = {}
-        kinds = _KIND
-        for line in _INTERESTING.finditer(data, start, end):
-            kind = kinds[line.group(1).lower()]
-            have = found.get(kind)
-            if have is None:
-                found[kind] = [line]
-            elif kind in _REPEATABLE:
-                have.append(line)
-            else:
-                return None
-        length = found.get("content-length")
-        if "other-path" in found or length is None:
+    def _head(self, data: bytes) -> tuple[list[bytes], Found, int] | None:
+        """(the head's lines, the interesting ones per kind, where the head ends) or None: not
+        printable ASCII in CRLF lines of `token[ \t]*:` form, a shape `_shape` refuses, or a
+        Content-Length that is not the body's."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
             return None
-        value = length[0].group(3).rstrip(b" \t")
-        if not value.isdigit() or int(value) != len(data) - end - 4:
+        head = data[:end]
+        lines = head.split(b"\r\n")
+        if len(head.translate(None, _PRINTABLE)) != 2 * (len(lines) - 1):
+            return None  # a CTL, a bare CR or LF, or a byte beyond ASCII
+        names = tuple(_NAME.findall(head))
+        if len(names) != len(lines) - 1:
+            return None  # a line without a colon (folding, for one)
+        found = self._shapes.get(names, False)
+        if found is False:
+            found = self._shape(names)
+        if found is None:
             return None
+        line = lines[found["content-length"][0]]
+        length = _LENGTHS.get(line, -1)
+        if length == -1:
+            value = _value(line).rstrip(b" \t")
+            length = int(value) if value.isdigit() else None
+            if len(_LENGTHS) > _CACHE_LIMIT:
+                _LENGTHS.clear()
+            _LENGTHS[line] = length
+        if length != len(data) - end - 4:
+            return None
+        return lines, found, end
+
+    def _shape(self, names: tuple[bytes, ...]) -> Found | None:
+        """The interesting lines per kind of a head with these header names (as written before
+        their ':'), None when a name is not `token[ \t]*`, a single-value field is given twice, a
+        field only the reference path judges is present or Content-Length is missing; remembered
+        (a load run's messages come in a few shapes)."""
+        found: Found | None = self._interesting(names)
+        if found is not None and ("content-length" not in found or "other-path" in found):
+            found = None
+        if len(self._shapes) > _CACHE_LIMIT:
+            self._shapes.clear()
+        self._shapes[names] = found
         return found
 
-    @staticmethod
-    def _text(line: re.Match[bytes]) -> str:
-        """A line's value as the codec's `unfolded` gives it."""
-        return line.group(3).decode().rstrip(" \t")
+    def _interesting(self, names: tuple[bytes, ...]) -> Found | None:
+        found: Found = {}
+        for i, name in enumerate(names, 1):
+            kind = self._names.get(name)
+            if kind is None:
+                kind = self._name(name)
+                if kind is None:
+                    return None
+            if kind:
+                have = found.get(kind)
+                if have is None:
+                    found[kind] = [i]
+                elif kind in _REPEATABLE:
+                    have.append(i)
+                else:
+                    return None
+        return found
 
-    @staticmethod
-    def _patch(data: bytes, edits: list[Edit]) -> bytes:
-        parts: list[bytes] = []
-        at = 0
-        for start, end, replacement in sorted(edits):
-            parts += (data[at:start], replacement)
-            at = end
-        parts.append(data[at:])
-        return b"".join(parts)
+    def _name(self, name: bytes) -> str | None:
+        """The kind of a header name as written before its ':' ("" uninteresting), None when it is
+        not `token[ \t]*`; remembered."""
+        token = name.rstrip(b" \t")
+        kind = _KIND.get(token.lower(), "") if _TOKEN_RE.fullmatch(token) else None
+        if kind is not None:
+            if len(self._names) > _CACHE_LIMIT:
+                self._names.clear()
+            self._names[name] = kind
+        return kind
+
+    def _via(self, line: bytes) -> ViaParts | None:
+        """What a Via line says, None when it is empty or holds more than one value; raises when it
+        does not parse."""
+        text = _text(line)
+        if not text or "," in text:
+            return None
+        return self._remember_via(line, _parse_via(text))
+
+    def _remember_via(self, line: bytes, parts: ViaParts) -> ViaParts:
+        if len(self._vias) > _CACHE_LIMIT:
+            self._vias.clear()
+        self._vias[line] = parts
+        return parts
 
     def _cached_route(self, route: str) -> tuple[bool, Addr | None]:
         """(is this proxy, next-hop address or None for a non-SIP URI) of a Route value."""
@@ -401,72 +538,122 @@ class FastPath:
             self._routes_cache[values] = found
         return found
 
-    def _has_to_tag(self, to: bytes) -> bool:
-        found = self._tag_cache.get(to)
-        if found is None:
-            found = NameAddr.parse(to.decode().rstrip(" \t")).tag is not None
-            if len(self._tag_cache) > _CACHE_LIMIT:
-                self._tag_cache.clear()
-            self._tag_cache[to] = found
+    def _has_to_tag(self, line: bytes) -> bool:
+        """Whether a To line has a tag; raises when the To does not parse (the reference path's
+        400); remembered."""
+        text = _text(line)
+        gt = text.find(">")
+        if text.startswith("<") and '"' not in text and gt > 0 and _PARAMS.fullmatch(text, gt + 1):
+            # "<uri>" and token params: NameAddr.parse of the whole, without parsing the URI again
+            NameAddr.parse(text[:gt + 1])
+            found = False
+            for param in text[gt + 2:].split(";") if gt + 1 < len(text) else ():
+                name, eq, _ = param.partition("=")
+                if name.lower() == "tag":  # the first one counts (parse_params keeps the first)
+                    found = bool(eq)
+                    break
+        else:
+            found = NameAddr.parse(text).tag is not None
+        if len(self._tag_cache) > _CACHE_LIMIT:
+            self._tag_cache.clear()
+        self._tag_cache[line] = found
         return found
+
+    def _cseq_method(self, line: bytes) -> str | None:
+        """The method of a CSeq line, None when it does not parse (the reference path's 400)."""
+        cseqs = self._cseqs
+        if line in cseqs:
+            return cseqs[line]
+        try:
+            method: str | None = parse_cseq(_text(line))[1]
+        except SipError:
+            method = None
+        if len(cseqs) > _CACHE_LIMIT:
+            cseqs.clear()
+        cseqs[line] = method
+        return method
 
     # --- requests -------------------------------------------------------------------------------
 
+    def _start(self, line: bytes) -> tuple[str, str] | None:
+        """(method, Request-URI) of a request line the fast path takes; remembered."""
+        starts = self._starts
+        if line in starts:
+            return starts[line]
+        match = _REQUEST_LINE.fullmatch(line)
+        found: tuple[str, str] | None = None
+        if match is not None:
+            method, uri = match[1].decode(), match[2].decode()
+            # §16.3 step 1 (scheme; no headers in the Request-URI: RFC 4475 §3.1.2.11).
+            if uri.partition(":")[0].lower() in ("sip", "sips", "tel") and "?" not in uri:
+                found = (method, uri)
+        if len(starts) > _CACHE_LIMIT:
+            starts.clear()
+        starts[line] = found
+        return found
+
     def _request(self, data: bytes, source: Addr) -> tuple[bytes, Addr] | None:
-        head = _REQUEST_HEAD.match(data)
-        if head is None:
+        split = self._head(data)
+        if split is None:
             return None
-        start, end = head.span(3)
-        found = self._fields(data, start, end)
-        if found is None:
+        lines, found, end = split
+        start = self._start(lines[0])
+        if start is None:
             return None
-        method, uri = head.group(1).decode(), head.group(2).decode()
-        # §16.3 step 1 (scheme; no headers in the Request-URI: RFC 4475 §3.1.2.11), §8.1.1.5 CSeq.
-        if uri.partition(":")[0].lower() not in ("sip", "sips", "tel") or "?" in uri:
-            return None
+        method, uri = start
         try:
             (cseq,), (to,), (max_forwards,), vias = (found["cseq"], found["to"], found["max-forwards"],
                                                      found["via"])
         except KeyError:
             return None  # no CSeq, To, Via or Max-Forwards: the reference path answers or adds
-        if parse_cseq(self._text(cseq))[1] != method:
+        if self._cseq_method(lines[cseq]) != method:  # §8.1.1.5
             return None
         # §16.3 step 3 / §16.6 step 3: Max-Forwards, 0 and nonsense left to the reference path.
-        hops = max_forwards.group(3).rstrip(b" \t")
-        if not hops.isdigit() or int(hops) == 0:
-            return None
+        line = self._hops.get(lines[max_forwards])
+        if line is None:
+            line = self._decrement(lines[max_forwards])
+            if line is None:
+                return None
+        lines[max_forwards] = line
         # §18.2.1 / RFC 3581 on the sender's Via; one value per Via line here.
         via = vias[0]
-        via_text = self._text(via)
-        if not via_text or "," in via_text:
+        line = lines[via]
+        parts = self._vias.get(line) or self._via(line)
+        if parts is None:
             return None
-        top = Via.parse(via_text)
-        branch = top.branch or ""
+        protocol, host, port, params, sent_by, simple, _ = parts
+        branch = params.get("branch") or ""
         if not branch.startswith(MAGIC_COOKIE):
             return None  # RFC 2543 peer: the reference path hashes the transaction identifiers
-        edits: list[Edit] = []
-        params = top.params
+        ip = source[0]
+        moved = sent_by[0] != ip
         bare_rport = "rport" in params and params["rport"] is None
-        if top.sent_by[0] != source[0] or bare_rport:
+        if moved or bare_rport:
             params = dict(params)
-            if top.sent_by[0] != source[0]:
-                params["received"] = source[0]
+            if moved:
+                params["received"] = ip
             if bare_rport:
                 params["rport"] = str(source[1])
-                params.setdefault("received", source[0])
-            # str(Via(protocol, host, port, params)), as the reference path writes it back
-            port = f":{top.port}" if top.port is not None else ""
-            edits.append((via.start(3), via.end(3), f"{top.protocol} {top.host}{port}{format_params(params)}".encode()))
-        edits.append((max_forwards.start(3), max_forwards.end(3), str(int(hops) - 1).encode()))
+                params.setdefault("received", ip)
+            # str(Via(protocol, host, port, params)), as the reference path writes it back (the
+            # names are tokens: parsed, or ours)
+            formatted = "".join([f";{name}" if value is None else f";{name}={value}" for name, value in params.items()])
+            patched = f"{protocol} {host}{formatted}" if port is None else f"{protocol} {host}:{port}{formatted}"
+            line = lines[via] = line[:len(line) - len(_value(line))] + patched.encode()
+            if simple and ":" not in ip:  # what the responses bring back, as _parse_via would read it
+                self._remember_via(line, (protocol, host, port, params, sent_by, True, _via_target(params, sent_by)))
         # §16.4: our own URI on top of Route is removed.
-        routes = found.get("route", [])
-        pop, first_rest, next_route = self._routes(tuple(line.group(3) for line in routes))
+        routes = found.get("route", ())
+        pop, first_rest, next_route = self._routes(
+            (_value(lines[routes[0]]),) if len(routes) == 1 else tuple([_value(lines[i]) for i in routes]))
         # §16.6 step 4: Record-Route on dialog-creating requests (To is parsed for every request,
         # as the reference path does: a To that does not parse gets its 400 there).
-        has_to_tag = self._has_to_tag(to.group(3))
+        has_to_tag = self._tag_cache.get(lines[to])
+        if has_to_tag is None:
+            has_to_tag = self._has_to_tag(lines[to])
         # §16.6 steps 6-7: next hop; a request for the proxy itself takes the reference path.
         if next_route is not None:
-            _, target = self._cached_route(next_route)
+            target = self._cached_route(next_route)[1]
         else:
             is_me, target = self._cached_route(f"<{uri}>")
             if is_me:
@@ -474,44 +661,120 @@ class FastPath:
         if target is None:
             return None  # 416 from the reference path
         proxy = self.proxy
+        own = self._ours
+        if own is None or own[0] != (proxy.ip, proxy.port):
+            own = self._own()
+        # Whole lines inserted and removed, each at its own line index, applied from the bottom up.
+        changes: list[tuple[int, bytes | None]] = []
         if pop:
             first = routes[0]
-            edits.append((first.start(), first.end(), b"") if first_rest is None else
-                         (first.start(3), first.end(3), first_rest.encode()))
+            if first_rest is None:
+                changes.append((first, None))
+            else:
+                line = lines[first]
+                lines[first] = line[:len(line) - len(_value(line))] + first_rest.encode()
         if not has_to_tag and (method in DIALOG_CREATING or method == "REFER"):
             record_routes = found.get("record-route")
-            at = record_routes[0].start() if record_routes else end
-            edits.append((at, at, b"\r\nRecord-Route: <" + proxy.uri.encode() + b";lr>"))
-        host = f"[{proxy.ip}]" if ":" in proxy.ip else proxy.ip
-        edits.append((via.start(), via.start(),
-                      f"\r\nVia: SIP/2.0/UDP {host}:{proxy.port};branch={self._branch(branch)}".encode()))
-        proxy._note("request", f"{method} {uri}", target)
-        return self._patch(data, edits), target
+            changes.append((record_routes[0] if record_routes else len(lines), own[2]))
+        ours = self._branches.get(branch)
+        if ours is None:
+            ours = self._branch(branch, own)
+        if changes:
+            changes.append((via, ours))
+            changes.sort(key=_first, reverse=True)
+            for at, insert in changes:
+                if insert is None:
+                    del lines[at]
+                else:
+                    lines.insert(at, insert)
+        else:
+            lines.insert(via, ours)
+        lines.append(data[end + 2:])  # the blank line and the body
+        proxy._log.append(("request", method, target, uri))  # Proxy._note, inline
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s request %s %s -> %s", proxy.role, method, uri, target)
+        return b"\r\n".join(lines), target
 
-    def _branch(self, incoming: str) -> str:
+    def _decrement(self, line: bytes) -> bytes | None:
+        """A Max-Forwards line with the value one less, None for 0 or not a number; remembered."""
+        value = _value(line)
+        hops = value.rstrip(b" \t")
+        if not hops.isdigit() or int(hops) == 0:
+            return None
+        if len(self._hops) > _CACHE_LIMIT:
+            self._hops.clear()
+        out = self._hops[line] = line[:len(line) - len(value)] + str(int(hops) - 1).encode()
+        return out
+
+    def _own(self) -> Own:
+        """What this proxy writes, for its current ip:port."""
         proxy = self.proxy
-        return MAGIC_COOKIE + hashlib.sha1(f"{proxy.ip}:{proxy.port}|{incoming}".encode()).hexdigest()[:20]
+        host = f"[{proxy.ip}]" if ":" in proxy.ip else proxy.ip
+        own = self._ours = ((proxy.ip, proxy.port), f"Via: SIP/2.0/UDP {host}:{proxy.port};branch=".encode(),
+                            f"Record-Route: <{proxy.uri};lr>".encode(), f"{proxy.ip}:{proxy.port}|".encode(),
+                            _SIMPLE_VIA.fullmatch(f"SIP/2.0/UDP {host}:{proxy.port}") is not None
+                            and proxy.port <= 65535)
+        return own
+
+    def _branch(self, incoming: str, own: Own) -> bytes:
+        """Our Via line, its branch as `Proxy.branch_for` derives it (§16.11); remembered, and
+        entered as a Via line for the responses that bring it back."""
+        ours = MAGIC_COOKIE + hashlib.sha1(own[3] + incoming.encode()).hexdigest()[:20]
+        line = own[1] + ours.encode()
+        if own[4]:
+            sent_by = own[0]
+            self._remember_via(line, ("SIP/2.0/UDP", sent_by[0], sent_by[1], {"branch": ours}, sent_by, True, sent_by))
+        if len(self._branches) > _CACHE_LIMIT:
+            self._branches.clear()
+        self._branches[incoming] = line
+        return line
 
     # --- responses ------------------------------------------------------------------------------
 
+    def _status(self, line: bytes) -> str | None:
+        statuses = self._statuses
+        if line in statuses:
+            return statuses[line]
+        match = _STATUS_LINE.fullmatch(line)
+        status = match[1].decode() if match is not None else None
+        if len(statuses) > _CACHE_LIMIT:
+            statuses.clear()
+        statuses[line] = status
+        return status
+
     def _response(self, data: bytes) -> tuple[bytes, Addr] | None:
-        head = _RESPONSE_HEAD.match(data)
-        if head is None:
+        split = self._head(data)
+        if split is None:
             return None
-        start, end = head.span(2)
-        found = self._fields(data, start, end)
-        if found is None:
+        lines, found, end = split
+        status = self._status(lines[0])
+        if status is None:
             return None
-        vias = found.get("via", [])
-        if len(vias) < 2 or "cseq" not in found:
+        vias = found.get("via", ())
+        cseq = found.get("cseq")
+        if len(vias) < 2 or cseq is None:
             return None
-        ours, nxt = self._text(vias[0]), first_comma_value(self._text(vias[1]))
-        if not ours or nxt is None or "," in ours:
+        line = lines[vias[0]]
+        ours = self._vias.get(line) or self._via(line)
+        if ours is None:
             return None
         proxy = self.proxy
-        if Via.parse(ours).sent_by != (proxy.ip, proxy.port):
+        if ours[4] != (proxy.ip, proxy.port):
             return None  # dropped by the reference path, which says why
-        target = Proxy._via_target(Via.parse(nxt))
-        method = parse_cseq(self._text(found["cseq"][0]))[1]
-        proxy._note("response", f"{head.group(1).decode()} {method}", target)
-        return self._patch(data, [(vias[0].start(), vias[0].end(), b"")]), target
+        line = lines[vias[1]]
+        nxt = self._vias.get(line) or self._via(line)
+        if nxt is None:  # empty, or more than one value
+            text = first_comma_value(_text(line))
+            if text is None:
+                return None
+            nxt = _parse_via(text)
+        target = nxt[6]
+        method = self._cseq_method(lines[cseq[0]])
+        if method is None:
+            return None
+        proxy._log.append(("response", status, target, method))  # Proxy._note, inline
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s response %s %s -> %s", proxy.role, status, method, target)
+        del lines[vias[0]]
+        lines.append(data[end + 2:])
+        return b"\r\n".join(lines), target

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.agents.proxy import Proxy
+from harness.agents.proxy import Forwarded, Proxy, clear_caches
 from harness.load.runner import LoadRun
 from harness.robustness.corpus import CASES, render
 from harness.robustness.mutate import fill, mutations
@@ -68,6 +68,24 @@ TAKEN = {
     "no Route: Request-URI next hop": (SCSCF, _invite(route="", start=f"REFER sip:ue2@127.{N}.0.2:5062 SIP/2.0",
                                                          cseq="CSeq: 5 REFER")),
     "Max-Forwards with spaces, '%' in a value": (PCSCF, _invite(mf="Max-Forwards :  7 ", contact="Subject: 100% fast")),
+    "odd case in header names": (PCSCF, _invite(
+        via=f"VIA: SIP/2.0/UDP 127.{N}.0.1:5060;branch=z9hG4bKcase;rport", mf="max-FORWARDS: 9", cseq="cSeq: 1 INVITE",
+        to=f"tO: <sip:ue2@127.{N}.0.2>", route=f"ROUTE: <sip:{PCSCF};lr>, <sip:{SCSCF};lr>", cl="CONTENT-LENGTH: $CL")),
+    "Via in the general form (spaces, a host name): the codec's parser": (PCSCF, _invite(
+        via="Via: SIP / 2.0 / UDP ue1.example.com:5070 ; branch=z9hG4bKgen ; rport")),
+    "Via params in odd case, an old received": (PCSCF, _invite(
+        via=f"Via: SIP/2.0/UDP 127.{N}.0.1;BRANCH=z9hG4bKup;received=192.0.2.1;RPort")),
+    "Via with duplicate params (the first counts)": (PCSCF, _invite(
+        via="Via: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKd1;branch=z9hG4bKd2;rport;rport=7")),
+    "To tag without a value: no tag, Record-Route": (PCSCF, _invite(to=f"To: <sip:ue2@127.{N}.0.2>;tag")),
+    "To tag in odd case: a tag, no Record-Route": (PCSCF, _invite(to=f"To: <sip:ue2@127.{N}.0.2>;TaG=t9")),
+    "To with a valueless tag first: no tag": (PCSCF, _invite(to=f"To: <sip:ue2@127.{N}.0.2>;tag;tag=t9")),
+    "To with a quoted display name": (PCSCF, _invite(to=f'To: "Ue, Two" <sip:ue2@127.{N}.0.2>;tag=t2')),
+    "To as a bare addr-spec with a tag": (PCSCF, _invite(to=f"To: sip:ue2@127.{N}.0.2;tag=t2")),
+    "SUBSCRIBE is record-routed": (PCSCF, _invite(start=f"SUBSCRIBE sip:ue2@127.{N}.0.2 SIP/2.0", cseq="CSeq: 3 SUBSCRIBE",
+                                                  ctype="Event: conference")),
+    "Route with our URI alone on its line, more lines below": (PCSCF, _invite(
+        route=f"Route: <sip:{PCSCF};lr>\r\nRoute: <sip:{SCSCF};lr>, <sip:127.{N}.0.13;lr>")),
 }
 
 
@@ -80,6 +98,8 @@ def test_fast_forward_equals_reference(name: str) -> None:
     assert fast is not None, "the fast path declined a message it should take"
     assert fast == ref
     assert proxy.fast.taken == 1
+    clear_caches()  # and again with nothing remembered (the shared caches hold what the first saw)
+    assert Proxy(proxy.role, ip).fast.forward(_datagram(head, body), UE1) == ref
 
 
 def test_initial_invite_is_patched_as_section_16_says() -> None:
@@ -126,6 +146,22 @@ DECLINED = {
     "headers in the Request-URI (400)": _invite(start=f"INVITE sip:ue2@127.{N}.0.2?Subject=x SIP/2.0"),
     "To that does not parse (400)": _invite(start=f"BYE sip:ue2@127.{N}.0.2 SIP/2.0", cseq="CSeq: 2 BYE", to="To: <sip:ue2@"),
     "UTF-8 display name": _invite(**{"from": f"From: \"Jürgen\" <sip:ue1@127.{N}.0.1>;tag=f1"}),
+    "two CSeq lines (400)": _invite(contact="CSeq: 1 INVITE"),
+    "two To lines, compact and full (400)": _invite(contact=f"t: <sip:ue2@127.{N}.0.2>"),
+    "two Max-Forwards lines": _invite(contact="max-forwards: 70"),
+    "Max-Forwards garbage (400)": _invite(mf="Max-Forwards: 7a"),
+    "Max-Forwards negative (400)": _invite(mf="Max-Forwards: -1"),
+    "Content-Length not a number": _invite(cl="Content-Length: x$CL"),
+    "Content-Length says less than the body": _invite(cl="Content-Length: 3"),
+    "two Content-Length lines": _invite(contact="l: $CL"),
+    "a header line without a colon": _invite(contact="Contact <sip:ue1@x>"),
+    "a header name with a space inside": _invite(contact="Sub ject: x"),
+    "a header name not a token": _invite(contact="Sub(ject): x"),
+    "a control byte in a value": _invite(contact="Subject: a\x01b"),
+    "a bare LF in a value": _invite(contact="Subject: a\nb"),
+    "a Via port above 65535 (400)": _invite(via=f"Via: SIP/2.0/UDP 127.{N}.0.1:70000;branch=z9hG4bKp"),
+    "an empty Via": _invite(via="Via: "),
+    "P-Asserted-Identity (the reference path judges it)": _invite(contact="P-Asserted-Identity: <sip:x@y>"),
 }
 
 
@@ -135,6 +171,68 @@ def test_fast_path_declines_and_reference_decides(name: str) -> None:
     fast, _ = _both(proxy, _datagram(DECLINED[name]))
     assert fast is None
     assert proxy.fast.taken == 0
+
+
+def _response(first_via: str, second_via: str = f"Via: SIP/2.0/UDP {PCSCF}:5060;branch=z9hG4bKp") -> bytes:
+    head = (f"SIP/2.0 200 OK\r\n{first_via}\r\n{second_via}\r\n"
+            f"Via: SIP/2.0/UDP 127.{N}.0.1:5060;branch=z9hG4bKu;rport=5060\r\nFrom: <sip:a@b>;tag=1\r\n"
+            "To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
+            "Content-Length: $CL\r\n\r\n")
+    return _datagram(head)
+
+
+@pytest.mark.parametrize("first, second, taken", [
+    (f"Via: SIP/2.0/UDP {SCSCF}:5060;branch=z9hG4bKs", f"v: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp;received=10.0.0.9;rport=5099", True),
+    (f"via:SIP/2.0/UDP {SCSCF};branch=z9hG4bKs", f"Via: SIP/2.0/UDP {PCSCF}:5070;branch=z9hG4bKp, SIP/2.0/UDP 10.0.0.1", True),
+    (f"Via: SIP / 2.0 / UDP {SCSCF} : 5060 ; branch=z9hG4bKs", "Via: SIP/2.0/UDP p.example.com;branch=z9hG4bKp", True),
+    (f"Via: SIP/2.0/UDP {PCSCF}:5060;branch=z9hG4bKs", f"Via: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp", False),  # not ours
+    (f"Via: SIP/2.0/UDP {SCSCF}:5062;branch=z9hG4bKs", f"Via: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp", False),  # not ours
+    (f"Via: SIP/2.0/UDP {SCSCF};branch=z9hG4bKs, SIP/2.0/UDP 10.0.0.1", f"Via: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp", False),
+    (f"Via: SIP/2.0/UDP {SCSCF};branch=z9hG4bKs", "Via: ", False),
+])
+def test_responses_with_odd_vias(first: str, second: str, taken: bool) -> None:
+    proxy = Proxy("S-CSCF", SCSCF)
+    fast, ref = _both(proxy, _response(first, second))
+    assert (fast is not None) == taken
+    if taken:
+        assert fast == ref
+
+
+def test_a_request_then_its_response_and_a_retransmission() -> None:
+    """The Via lines a proxy writes are remembered for the responses that bring them back, and a
+    retransmission maps to the same branch (§16.11): both still byte-equal with the reference path."""
+    pcscf, scscf = Proxy("P-CSCF", PCSCF), Proxy("S-CSCF", SCSCF)
+    invite = _datagram(_invite())
+    first = pcscf.fast.forward(invite, UE1)
+    assert first is not None and first == pcscf.reference(invite, UE1)
+    assert pcscf.fast.forward(invite, UE1) == first
+    second = scscf.fast.forward(first[0], (PCSCF, 5060))
+    assert second is not None and second == scscf.reference(first[0], (PCSCF, 5060))
+    request = SipMessage.parse(second[0])
+    vias = "".join(f"Via: {via}\r\n" for via in request.get_all("Via"))
+    ok = (f"SIP/2.0 200 OK\r\n{vias}From: {request.get('From')}\r\nTo: {request.get('To')};tag=t2\r\n"
+          f"Call-ID: {request.get('Call-ID')}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+    back = scscf.fast.forward(ok, (f"127.{N}.0.2", 5060))
+    assert back is not None and back == scscf.reference(ok, (f"127.{N}.0.2", 5060))
+    assert back[1] == (PCSCF, 5060)
+    home = pcscf.fast.forward(back[0], (SCSCF, 5060))
+    assert home is not None and home == pcscf.reference(back[0], (SCSCF, 5060))
+    assert home[1] == UE1
+
+
+def test_log_reads_as_the_reference_paths() -> None:
+    """`proxy.log` holds the same Forwarded records whichever path forwarded."""
+    fast, ref = Proxy("P-CSCF", PCSCF), Proxy("P-CSCF", PCSCF)
+    invite = _datagram(_invite())
+    assert fast.fast.forward(invite, UE1) is not None
+    ref.reference(invite, UE1)
+    assert list(fast.log) == list(ref.log) == [Forwarded("request", f"INVITE sip:ue2@127.{N}.0.2", (SCSCF, 5060))]
+    response = _response(f"Via: SIP/2.0/UDP {PCSCF}:5060;branch=z9hG4bKs",
+                         f"Via: SIP/2.0/UDP 127.{N}.0.1:5060;branch=z9hG4bKu;rport=5061")
+    assert fast.fast.forward(response, (SCSCF, 5060)) is not None
+    ref.reference(response, (SCSCF, 5060))
+    assert list(fast.log) == list(ref.log)
+    assert fast.log[-1] == Forwarded("response", "200 INVITE", (f"127.{N}.0.1", 5061))
 
 
 def test_content_length_mismatch_and_lf_only_are_declined() -> None:
