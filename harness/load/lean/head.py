@@ -51,6 +51,15 @@ def split_list(value: bytes) -> list[bytes]:
 
 def tag_of(name_addr: bytes) -> bytes | None:
     """The `tag` parameter of a From/To value (after the <>, if any)."""
+    at = name_addr.find(b">;tag=")
+    if at >= 0 and name_addr.find(b">", at + 1) < 0:  # `<uri>;tag=x`, as most stacks write it
+        end = at + 6
+        stop = len(name_addr)
+        for sep in (b";", b",", b" ", b"\t"):
+            found = name_addr.find(sep, end)
+            if 0 <= found < stop:
+                stop = found
+        return name_addr[end:stop] or None
     close = name_addr.rfind(b">")
     found = _TAG.search(name_addr, close + 1 if close >= 0 else 0)
     return found.group(1) if found else None
