@@ -7,42 +7,41 @@ Both are measured in the same run on loopback, as wall-clock rate and per CPU-se
   now); 6 messages per successful call (INVITE, 180, 200, ACK, BYE, 200); CPU = user+system of
   both processes (from wait4), wall = the UAC's run.
 - Harness: --instances A.2.1 instances, --concurrency at a time, through the P-CSCF and S-CSCF to
-  the CS (harness.load.runner.LoadRun, no capture); messages = SIP datagrams the agents sent
-  (counted on their SIP sockets); CPU = this process's user+system time during the run. By
-  default media is off (signalling only, what SIPp's uac/uas do too); --media keeps the RTP/RTCP
-  every leg would send. With media off no leg, MRFP mix or RTCP report is started and no tone
-  table is prepared (the MRFP's 20 ms tick and its busy-wait do not run either).
+  the CS (harness.load.runner.LoadRun, no capture), with the load mode's --engine (lean: the
+  bytes-level agents of harness/load/lean, the default; agents: the reference agents of a single
+  run); messages = distinct SIP datagrams sent on the SIP sockets (a retransmission, and a proxy's
+  forward of it, repeat the first sending byte for byte and are reported apart, not counted, as
+  SIPp counts successful calls only); CPU = this process's user+system time during the run. Media
+  is off by default (signalling only, like SIPp's uac/uas): the lean agents then bind no RTP
+  socket and the MRFP is not started; --media keeps the RTP/RTCP every leg sends.
 
-    .venv/bin/python benchmarks/vs_sipp.py [--calls 30000] [--sipp-rate 10000] [--instances 40]
-                                           [--concurrency 20] [--media]
+    .venv/bin/python benchmarks/vs_sipp.py [--calls 30000] [--sipp-rate 10000] [--instances 200]
+                                           [--concurrency 40] [--engine lean|agents] [--media]
 
 Prints both rates and both ratios (harness / SIPp). The issue's target is >= 0.5 per CPU-second.
 
-Where the time went before issue 6's points 3-4 (cProfile, 40 instances, media off): the stateless
-proxies 45 % (every forward parsed and re-serialised through Scapy: `to_wire` ~20 % of the run,
-`SipMessage.top_via` re-splitting every Via value with a character loop ~16 %), codec parsing ~9 %.
-Measured 0.021-0.026 per CPU-second. What changed, each step measured with this script:
+History, each step measured with this script (2 vCPUs shared with other jobs, +-10 % run to run):
 
-- proxies forward by patching the received bytes (agents/proxy.py FastPath: new top Via,
-  Record-Route, Max-Forwards - 1, popped Route, received/rport, own Via popped from responses),
-  after the same §16.3 checks; anything unusual, and any fault, takes the reference path: a REFER
-  forward costs ~55 us instead of ~305 us (parse, route, Scapy build; micro-benchmark);
-- agents serialise from a Scapy-built template per message shape, values patched in
-  (agents/wire.py): ~3 us instead of a ~115 us Scapy build plus a re-parse per message;
-- codec: top Via and From/To parsed once per header line, comma splitting without a character
-  loop, one-pass head parsing for regular heads, parse caches of immutable values (URI, name-addr,
-  Via, SDP), a deadline heap in the transaction layer instead of scanning every transaction;
-- net/udp.py: sockets driven by add_reader/sendto instead of asyncio datagram transports (~25 %);
-- this script: the MRFP's 20 ms tick (and its busy-wait) and tone tables stay off with media.
+- 0.021-0.026: reference agents, every proxy forward parsed and re-serialised through Scapy;
+- 0.072: proxies patching the received bytes (agents/proxy.py FastPath), agents serialising from
+  Scapy-built templates (agents/wire.py), codec parse caches, sockets on add_reader;
+- 0.27 (10,100 vs 38,100 msg/CPU-s, 200 instances 40 at a time): the lean engine - UEs and CS on
+  bytes end to end (a head reader of the fields they act on, Scapy-built templates, a sans-IO
+  transaction core with one deadline heap), waits bounded by one deadline heap, no per-UE RNG; the
+  proxy fast path ~2.5x cheaper (benchmarks/proxy_forward.py: 18 us instead of 47 us per datagram,
+  cold caches); the collector run sparsely during a load run; 4 MiB buffers on the shared
+  elements (bursts had overflowed the S-CSCF's receive buffer: silent drops, retransmissions).
 
-Now (py-spy, 80 instances, media off, ~300 us of CPU per SIP message): proxies' fast path ~15 %
-(head scan, Via parse), the agents' transaction layer ~13 % (parsing ~8 %), the choreography
-(load runner steps: UE calls, REFER, BYE: building requests and SDP, binding RTP sockets) ~18 %,
-UE/CS request handling ~10 %, the sendto system call ~7 %, asyncio tasks/futures/handles and GC
-the rest: a flat profile. Measured 0.072 per CPU-second (2 vCPUs shared with other jobs). The
-0.5 target would need agents that also stay on bytes end to end (per-dialog templates for every
-message, no SipMessage, future or task per request) and batched socket I/O (recvmmsg/sendmmsg),
-or a compiled core; not reachable by tuning this Python design.
+Where the time goes now (lean, 160 instances, media off; getrusage and per-callback thread time):
+about 96 us of CPU per message, ~13 us of it in the kernel (send and receive, both counted by SIPp
+too) and ~85 us of Python. By element: the proxies ~40 % (62 of an instance's 96 messages are
+forwards; ~35 us of Python each in the run, where the micro-benchmark's 18 us becomes ~2x slower
+in a working set of hundreds of sockets and dialogs), the UEs and CS receiving ~25 % (the head
+reader 16-30 us, a response built and sent ~20 us), the choreography ~25 % (coroutine steps and
+the requests they send; creating, binding and closing three UEs ~270 us an instance), the event
+loop the rest. The 0.5 target leaves ~52 us per message, ~39 us of Python with the kernel's
+share: below what one proxy forward costs in Python in the run. Not met; it needs the per-message
+work in native code (a compiled parser and forwarder), which this project does not have.
 """
 
 from __future__ import annotations
