@@ -86,6 +86,7 @@ class LeanCs:
 
     async def start(self) -> None:
         self.endpoint = await LeanEndpoint(self.ip, self.port, self._request, lambda head: None).open()
+        self.endpoint.errors = self.errors
         self.out = Sender(self.endpoint, self.ip, self.port)
 
     async def stop(self) -> None:

@@ -44,6 +44,7 @@ class LeanEndpoint:
         self.ip, self.port = ip, port
         self.on_request, self.on_stray = on_request, on_stray
         self.core = Transactions(t1, t2)
+        self.errors: list[str] = []  # what the agent raised on a message (it is dropped, the endpoint lives on)
         self.t1 = t1
         self.sock: UdpSocket | None = None
         self.loop = asyncio.get_running_loop()
@@ -136,11 +137,15 @@ class LeanEndpoint:
             self._flush()
             return
         kind, head = got
-        if kind is RESPONSE:
-            fut = self._futures.pop(head.branch, None)
-            if fut is not None and not fut.done():
-                fut.set_result(head)
-        elif kind is REQUEST:
-            self.on_request(head, addr)
-        else:
-            self.on_stray(head)
+        try:
+            if kind is RESPONSE:
+                fut = self._futures.pop(head.branch, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(head)
+            elif kind is REQUEST:
+                self.on_request(head, addr)
+            else:
+                self.on_stray(head)
+        except Exception as exc:  # noqa: BLE001 - one message the agent chokes on must not cost the
+            # rest of the socket's burst (UdpSocket reads up to READ_BURST per readiness)
+            self.errors.append(f"{(head.method or str(head.status).encode())!r}: {type(exc).__name__}: {exc}")

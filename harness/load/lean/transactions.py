@@ -20,6 +20,7 @@ import heapq
 import itertools
 from collections import deque
 
+from harness.agents.badrequest import bad_request
 from harness.load.lean.head import Head, HeadError, read
 from harness.sip.timers import T1, T2
 
@@ -92,9 +93,14 @@ class Transactions:
         layer dealt with it (a retransmission, a provisional response, something unreadable)."""
         try:
             head = read(data)
-        except HeadError:
-            if data.strip():
+        except HeadError as exc:
+            if data.strip():  # not a keep-alive CRLF
                 self.unreadable += 1
+                # §8.2.2 / RFC 4475: 400 when the refused request still names its Via, From, To,
+                # Call-ID and CSeq (nothing for a response or an ACK)
+                answer = bad_request(data, str(exc), addr)
+                if answer is not None:
+                    self.outbox.append(answer)
             return None
         if head.method is None:
             entry = self._clients.get(head.branch)

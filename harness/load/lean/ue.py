@@ -123,6 +123,7 @@ class LeanUe:
 
     async def start(self) -> None:
         self.endpoint = await LeanEndpoint(self.ip, self.port, self._request, self._stray).open()
+        self.endpoint.errors = self.errors
         self.out = Sender(self.endpoint, self.ip, self.port)
 
     async def stop(self) -> None:
