@@ -233,3 +233,31 @@ def test_core_responses_duplicates_and_2xx_until_ack() -> None:
     assert server.acked(head.call_id, head.cseq)
     assert _advance(server, 40.0) == []
     assert server.receive(b"junk", ("127.0.0.1", 5060), 1.0) is None and server.unreadable == 1
+
+
+def test_core_acks_a_non_2xx_final_and_its_retransmissions() -> None:
+    from harness.load.lean.transactions import RESPONSE, Transactions
+
+    invite = INVITE.replace(b"Max-Forwards: 68\r\n", b"Max-Forwards: 68\r\nRoute: <sip:127.9.0.11;lr>\r\n")
+    core = Transactions()
+    core.request(invite, ("127.9.0.11", 5060), b"z9hG4bKs1", invite=True, now=0.0)
+    busy = invite.replace(b"INVITE sip:ue2@127.9.1.2 SIP/2.0", b"SIP/2.0 486 Busy Here").replace(
+        b"t:<sip:ue2@127.9.1.2>", b"t:<sip:ue2@127.9.1.2>;tag=b2")
+    kind, _ = core.receive(busy, ("127.9.0.11", 5060), 0.1)  # type: ignore[misc]
+    assert kind == RESPONSE
+    (ack, where), = core.outbox
+    head = read(ack)
+    assert where == ("127.9.0.11", 5060) and head.method == b"ACK" and head.uri == b"sip:ue2@127.9.1.2"
+    assert head.branch == b"z9hG4bKs1" and len(head.via) == 1  # §17.1.1.3: the INVITE's top Via only
+    assert head.to_tag == b"b2" and (head.cseq, head.cseq_method) == (b"7", b"ACK")
+    assert head.route == [b"<sip:127.9.0.11;lr>"] and head.call_id == b"abc@127.9.1.1"
+    core.outbox.clear()
+    assert core.receive(busy, ("127.9.0.11", 5060), 1.0) is None  # retransmitted: absorbed, ACKed again
+    assert core.outbox == [(ack, ("127.9.0.11", 5060))]
+
+
+def test_the_spelled_names_shortcut_never_hides_a_field() -> None:
+    from harness.load.lean.head import _NAMES, _SPELLED
+
+    for name, key in _SPELLED.items():
+        assert key == _NAMES.get(name.lower()), name

@@ -16,7 +16,7 @@ import re
 
 _NAMES: dict[bytes, str] = {
     b"via": "via", b"v": "via", b"from": "from_", b"f": "from_", b"to": "to", b"t": "to",
-    b"call-id": "call_id", b"i": "call_id", b"cseq": "cseq", b"record-route": "record_route",
+    b"call-id": "call_id", b"i": "call_id", b"cseq": "cseq", b"record-route": "record_route", b"route": "route",
     b"contact": "contact", b"m": "contact", b"content-length": "length", b"l": "length",
     b"event": "event", b"o": "event", b"subscription-state": "substate", b"refer-to": "refer_to",
     b"r": "refer_to", b"referred-by": "referred_by", b"b": "referred_by",
@@ -32,7 +32,7 @@ _SPELLED: dict[bytes, str | None] = {
     **{name: key for name, key in _NAMES.items() if len(name) == 1},
     **{b"-".join(p.capitalize() for p in name.split(b"-")): key for name, key in _NAMES.items() if len(name) > 1},
     b"Call-ID": "call_id", b"CSeq": "cseq",
-    **dict.fromkeys((b"Max-Forwards", b"Route", b"Allow", b"Content-Type", b"Allow-Events", b"User-Agent",
+    **dict.fromkeys((b"Max-Forwards", b"Allow", b"Content-Type", b"Allow-Events", b"User-Agent",
                      b"Supported", b"Require", b"Expires", b"P-Asserted-Identity", b"Session-Expires"), None),
 }
 _MISS = "?"
@@ -77,7 +77,7 @@ class Head:
     """A received message's start line, the fields the lean agents use, and its body."""
 
     __slots__ = ("method", "uri", "status", "via", "from_", "to", "call_id", "cseq", "cseq_method",
-                 "record_route", "contact", "event", "substate", "refer_to", "referred_by", "body",
+                 "record_route", "route", "contact", "event", "substate", "refer_to", "referred_by", "body",
                  "from_tag", "to_tag", "branch")
 
     def __init__(self) -> None:
@@ -86,6 +86,7 @@ class Head:
         self.status = 0
         self.via: list[bytes] = []
         self.record_route: list[bytes] = []
+        self.route: list[bytes] = []
         self.from_ = self.to = self.call_id = self.cseq = self.contact = self.cseq_method = self.body = b""
         self.event: bytes | None = None
         self.substate: bytes | None = None
@@ -134,6 +135,8 @@ def read(data: bytes) -> Head:
             vias += split_list(value) if b"," in value else (value,)
         elif key == "record_route":
             routes += split_list(value) if b"," in value else (value,)
+        elif key == "route":
+            head.route += split_list(value) if b"," in value else (value,)
         elif key in found:
             raise HeadError(f"{key} given twice")
         else:

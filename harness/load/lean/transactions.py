@@ -19,14 +19,28 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from typing import Any
 
 from harness.agents.badrequest import bad_request
+from harness.load.lean import forms
 from harness.load.lean.head import Head, HeadError, read
 from harness.sip.timers import T1, T2
 
 Addr = tuple[str, int]
 ANSWERED_KEPT = 32.0  # seconds a server transaction's response is kept for retransmissions (64*T1)
 REQUEST, RESPONSE, STRAY = "request", "response", "stray"
+
+
+def non_2xx_ack(invite: bytes, response: Head) -> bytes:
+    """§17.1.1.3: the ACK of a 3xx-6xx final to `invite` - its Request-URI, top Via (same branch),
+    From, Call-ID and Route, the response's To (with the tag), CSeq number with method ACK."""
+    request = read(invite)
+    fields: list[tuple[str, bytes]] = [("Via", request.via[0]), ("Max-Forwards", b"70")]
+    if request.route:
+        fields.append(("Route", b", ".join(request.route)))
+    fields += [("From", request.from_), ("To", response.to), ("Call-ID", request.call_id),
+               ("CSeq", request.cseq + b" ACK")]
+    return forms.request("ACK", request.uri, fields)
 
 
 class _Resent:
@@ -55,6 +69,8 @@ class Transactions:
         self._unacked: dict[tuple[bytes, bytes], _Resent] = {}
         self._answered: dict[tuple[bytes, bytes], tuple[bytes, Addr]] = {}
         self._answered_order: deque[tuple[float, tuple[bytes, bytes]]] = deque()
+        self._acks: dict[bytes, tuple[bytes, Addr]] = {}  # INVITE branch -> the ACK of its non-2xx final
+        self._acks_order: deque[tuple[float, bytes]] = deque()
         self._heap: list[tuple[float, int, _Resent]] = []
         self._sequence = itertools.count()
 
@@ -105,12 +121,20 @@ class Transactions:
         if head.method is None:
             entry = self._clients.get(head.branch)
             if entry is None:
+                ack = self._acks.get(head.branch)
+                if ack is not None and head.status >= 300:
+                    self.outbox.append(ack)  # §17.1.1.2 Completed: a retransmitted final, ACKed again
+                    return None
                 return STRAY, head
             if head.status < 200:
                 entry.proceeding = True
                 return None
             del self._clients[head.branch]
             entry.done = True
+            if entry.invite and head.status >= 300:
+                ack = (non_2xx_ack(entry.data, head), entry.addr)
+                self.outbox.append(ack)
+                self._keep(self._acks, self._acks_order, head.branch, ack, now)
             return RESPONSE, head
         if head.method == b"ACK":
             return REQUEST, head
@@ -120,12 +144,16 @@ class Transactions:
             if answered[0]:
                 self.outbox.append(answered)  # a retransmission: the same response again
             return None
-        order = self._answered_order
-        while order and order[0][0] < now:
-            self._answered.pop(order.popleft()[1], None)
-        self._answered[key] = (b"", addr)
-        order.append((now + ANSWERED_KEPT, key))
+        self._keep(self._answered, self._answered_order, key, (b"", addr), now)
         return REQUEST, head
+
+    @staticmethod
+    def _keep(kept: dict[Any, Any], order: deque[tuple[float, Any]], key: Any, value: Any, now: float) -> None:
+        """Keep `value` for ANSWERED_KEPT seconds (Timers J/H/D: 64*T1), dropping what has expired."""
+        while order and order[0][0] < now:
+            kept.pop(order.popleft()[1], None)
+        kept[key] = value
+        order.append((now + ANSWERED_KEPT, key))
 
     # --- timers ---------------------------------------------------------------------------------
 
