@@ -81,14 +81,15 @@ class LeanReferral:
     event_id: bytes
     first: asyncio.Future[Head]
     final: asyncio.Future[int]
+    referrer: str = "UE-1"
     response: Head | None = None
     notifies: int = 0
 
     async def wait_first_notify(self, timeout: float = WAIT) -> Head:
-        return await within(self.first, timeout, "UE-1 did not receive a NOTIFY for its REFER")
+        return await within(self.first, timeout, f"{self.referrer} did not receive a NOTIFY for its REFER")
 
     async def wait_final(self, timeout: float = WAIT) -> int:
-        return await within(self.final, timeout, "UE-1 did not receive the final NOTIFY for its REFER")
+        return await within(self.final, timeout, f"{self.referrer} did not receive the final NOTIFY for its REFER")
 
 
 class LeanUe:
@@ -225,7 +226,8 @@ class LeanUe:
             ("Refer-To", f"<{refer_to}>".encode()), ("Referred-By", self.local), ("Contact", self.contact)])
         loop = asyncio.get_running_loop()
         # Registered before sending: the first NOTIFY may overtake the 202 (RFC 3515 §2.4.4).
-        referral = LeanReferral(call, b"%d" % call.dialog.local_cseq, loop.create_future(), loop.create_future())
+        referral = LeanReferral(call, b"%d" % call.dialog.local_cseq, loop.create_future(), loop.create_future(),
+                                self.role)
         call.referrals.append(referral)
         response = await self._final(self.out.send(data, branch, call.dialog.hop),
                                      f"{self.role} did not receive a final response to REFER")
