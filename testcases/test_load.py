@@ -53,7 +53,7 @@ def test_load_five_conferences_two_at_a_time(tmp_path: Path, capture_tools: None
     assert data["summary"]["passed"] == 5 and data["summary"]["failed"] == 0
     assert {i["verdict"] for i in data["instances"]} == {"pass"}
     load = data["load"]
-    assert load["instances_started"] == 5 and load["call_setup_ms"]["p50"] > 0
+    assert load["instances_started"] == 5 and load["call_setup_ms"]["p50"] > 0 and load["engine"] == "lean"
     assert "total" in load["retransmissions"]
     # The progress line counted to the end and never ran more than --concurrency at once.
     assert "5/5 done, 0 running" in proc.stderr

@@ -73,7 +73,8 @@ def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rat
     elapsed = time.monotonic() - began
     analysis = analyse_capture(pcap, flow=flow.FLOW.name, roles=shared_roles(base), factory_uri=base.factory_uri)
     result = many_instance_json(analysis)
-    summary = summarize(analysis, records, elapsed, conferences=conferences, concurrency=concurrency, rate=rate)
+    summary = summarize(analysis, records, elapsed, conferences=conferences, concurrency=concurrency, rate=rate,
+                        engine=engine)
     result["load"] = summary
     verdict_path, summary_path = out / "verdict.json", out / "load.json"
     try:

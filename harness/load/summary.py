@@ -64,7 +64,7 @@ def render(summary: dict[str, Any]) -> str:
     """Human-readable lines for the terminal."""
     lines = [f"load: {summary['instances_judged']} instances judged ({summary['instances_started']} started): "
              f"{summary['passed']} passed, {summary['failed']} failed in {summary['elapsed_s']} s "
-             f"({summary['instances_per_s']} instances/s)"]
+             f"({summary['instances_per_s']} instances/s, {summary.get('engine', 'lean')} engine)"]
     if summary["step_failures"]:
         lines.append("failures per step: " + ", ".join(
             f"{step} " + "/".join(f"{n} {verdict}" for verdict, n in counts.items())
