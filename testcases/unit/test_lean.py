@@ -261,3 +261,18 @@ def test_the_spelled_names_shortcut_never_hides_a_field() -> None:
 
     for name, key in _SPELLED.items():
         assert key == _NAMES.get(name.lower()), name
+
+
+def test_a_forked_child_draws_other_tokens() -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write its token and leave at once
+        os.write(write_end, token(8))
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 64)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert len(child) == 16 and child != token(8)

@@ -25,6 +25,7 @@ _HOSTPORT = re.compile(rb"^(?:sips?):(?:[^@;>?]*@)?(\[[^\]]+\]|[^:;>?]+)(?::([0-
 
 
 _RNG = random.Random(os.urandom(32))  # seeded from the kernel; a draw is ~20x cheaper than os.urandom
+os.register_at_fork(after_in_child=lambda: _RNG.seed(os.urandom(32)))  # a forked child draws its own
 
 
 def session_id() -> int:
