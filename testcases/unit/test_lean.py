@@ -126,23 +126,24 @@ async def _drain(sock: socket.socket, seconds: float) -> list[tuple[float, bytes
 
 
 def test_client_transaction_retransmits_and_times_out() -> None:
+    """Exact schedules are the sans-IO core's tests (below, on a clock of our own); on real sockets
+    under a busy machine timers only fire late, so this checks lower bounds and counts."""
     async def main() -> None:
         peer, addr = _peer()
-        endpoint = await LeanEndpoint("127.0.0.1", 0, lambda h, a: None, lambda h: None, t1=0.02, t2=0.04).open()
+        endpoint = await LeanEndpoint("127.0.0.1", 0, lambda h, a: None, lambda h: None, t1=0.05, t2=0.1).open()
         try:
             loop = asyncio.get_running_loop()
             started = loop.time()
             invite = endpoint.request(INVITE, addr, b"z9hG4bKs1", invite=True)
-            times = [t - started for t, _ in await _drain(peer, 0.2)]
-            # Timer A: 0, T1, 3*T1, 7*T1 (doubling) within 0.2 s
+            times = [t - started for t, _ in await _drain(peer, 0.6)]
+            # Timer A: 0, T1, 3*T1, 7*T1 (doubling; the next, 15*T1 = 0.75 s, is beyond the window)
             assert len(times) == 4, times
-            assert all(abs(t - want) < 0.015 for t, want in zip(times, (0, 0.02, 0.06, 0.14), strict=True)), times
-            with pytest.raises(TransactionTimeout):  # Timer B: 64*T1
-                await asyncio.wait_for(invite, 2.0)
+            assert all(t >= want - 0.005 for t, want in zip(times, (0, 0.05, 0.15, 0.35), strict=True)), times
+            with pytest.raises(TransactionTimeout):  # Timer B: 64*T1 = 3.2 s
+                await asyncio.wait_for(invite, 10.0)
             bye = endpoint.request(INVITE.replace(b"INVITE", b"BYE"), addr, b"z9hG4bKb", invite=False)
-            gaps = [t for t, _ in await _drain(peer, 0.3)]
-            deltas = [b - a for a, b in zip(gaps, gaps[1:], strict=False)]
-            assert max(deltas) < 0.06, deltas  # Timer E capped at T2
+            # Timer E capped at T2: 0, .05, .15, .25, ... - about 10 sends in 1 s, where doubling gives 5
+            assert len(await _drain(peer, 1.0)) >= 8
             bye.cancel()
         finally:
             endpoint.close()
@@ -165,11 +166,12 @@ def test_server_answers_a_retransmission_again_and_2xx_until_ack() -> None:
             target = endpoint.sock.local  # type: ignore[union-attr]
             peer.sendto(INVITE, target)
             peer.sendto(INVITE, target)  # a retransmission: answered again, not handed to the TU
-            got = await _drain(peer, 0.12)
+            got = await _drain(peer, 0.3)
             assert seen == [b"INVITE"]
             assert len(got) >= 4 and {data for _, data in got} == {b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"}
             assert endpoint.acked(b"abc@127.9.1.1", b"7")  # the TU saw the ACK: retransmissions stop
-            assert await _drain(peer, 0.1) == []
+            await _drain(peer, 0.05)  # one may have left just before
+            assert await _drain(peer, 0.2) == []
             assert not endpoint.acked(b"abc@127.9.1.1", b"7")
             peer.sendto(b"garbage\r\n\r\n", target)
             await asyncio.sleep(0.02)
