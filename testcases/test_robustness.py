@@ -214,7 +214,6 @@ def test_lean_load_agents_survive_the_corpus(role: str) -> None:
     assert len(report.results) == len(CASES) + 30
     assert all(r.alive for r in report.results), [r.name for r in report.results if not r.alive]
     assert not escaped, escaped
-    assert agent.endpoint is None  # stopped
     answered_400 = [r.name for r in report.results if 400 in r.statuses]
     wanted_400 = [r.name for r in report.results if r.expect == "400"]
     # The lean reader takes only what it acts on, so it refuses less than the codec; whatever it

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.agents.badrequest import bad_request
 from harness.agents.errors import FlowError, FlowTimeout, bounded
+from harness.agents.tasks import TaskSet
 from harness.agents.validate import check_uas
 from harness.agents.wire import through_layer
 from harness.net.tcp import SipTcpEndpoint
@@ -75,7 +76,7 @@ class SipAgent:
         self.dropped: list[str] = []
         self._pending: dict[str, asyncio.Future[SipMessage]] = {}
         self._acks: dict[tuple[str, int], SipMessage] = {}  # (Call-ID, CSeq) -> ACK sent for that 2xx
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(role, self.errors)
         self._sockets: list[UdpSocket] = []
         self._next_rtp_port = rtp_base_port
         self._changed = asyncio.Event()
@@ -88,11 +89,7 @@ class SipAgent:
         self.endpoint = await endpoint.open(self.ip, self.port, core, self._on_event)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.cancel()
         for fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
@@ -112,17 +109,7 @@ class SipAgent:
             sock.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.role} {name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.errors.append(f"{task.get_name()}: {type(exc).__name__}: {exc}")
-            log.warning("%s failed: %s", task.get_name(), exc)
+        return self._tasks.spawn(coro, name)
 
     def changed(self) -> None:
         """Wake everything blocked in `wait_until` to re-check its condition."""

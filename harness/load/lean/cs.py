@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from harness.agents.focus import ALLOW, media_target, offered_g711
 from harness.agents.media import SENDS
 from harness.agents.mrfp import Mrfp
+from harness.agents.tasks import TaskSet
 from harness.agents.topology import Topology
 from harness.agents.ua import SDP_TYPE, WAIT
 from harness.load.lean.dialog import (
     LeanDialog,
     Sender,
-    TaskSet,
     Waits,
     answer_other,
     hop_of,
@@ -96,11 +96,14 @@ class LeanCs:
             self.endpoint = None
 
     async def forget(self, aors: list[str]) -> None:
-        """An instance ended: drop its participants and waits, free their MRFP ports."""
+        """An instance ended: drop its conference, participants and waits, free their MRFP ports."""
         for aor in aors:
             for call_id in self._by_aor.pop(aor, []):
                 participant = self._participants.pop(call_id, None)
-                if participant is not None and self.mrfp is not None and participant.port:
+                if participant is None:
+                    continue
+                self.conferences.discard(participant.conf_id)  # every participant is the instance's
+                if self.mrfp is not None and participant.port:
                     await self.mrfp.release(participant.port)
             for kind in ("invite", "acked", "allocated"):
                 self._waits.forget((kind, aor))

@@ -10,7 +10,7 @@ import os
 import random
 import re
 import weakref
-from collections.abc import Coroutine, Hashable
+from collections.abc import Hashable
 from typing import Any, TypeVar
 
 from harness.agents.errors import FlowTimeout
@@ -223,27 +223,3 @@ class Waits:
         if fut is not None and not fut.done():
             fut.cancel()
 
-
-class TaskSet:
-    """The tasks an agent started: `cancel()` ends them all (its stop), a failure lands in `errors`."""
-
-    def __init__(self, owner: str, errors: list[str]) -> None:
-        self.owner, self.errors = owner, errors
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.owner} {name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.errors.append(f"{task.get_name()}: {type(exc).__name__}: {exc}")
-
-    async def cancel(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

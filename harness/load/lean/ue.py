@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 from harness.agents.errors import FlowError, FlowTimeout
 from harness.agents.media import MediaLeg
+from harness.agents.tasks import TaskSet
 from harness.agents.topology import USER, Topology
 from harness.agents.ua import ALLOW, SDP_TYPE, WAIT
 from harness.agents.ue import NOTIFY_MARGIN, TONES
 from harness.load.lean.dialog import (
     LeanDialog,
     Sender,
-    TaskSet,
     Waits,
     answer_other,
     hop_of,
