@@ -190,16 +190,21 @@ def test_lean_load_agents_survive_the_corpus(role: str) -> None:
     from harness.load.lean.cs import LeanCs
     from harness.load.lean.ue import LeanUe
     from harness.load.topology import InstanceTopology
+    from harness.net.udp import BINDER
     from harness.robustness.session import run_robustness
 
+    # The subnet stays reserved until the end (another worker's load must not take 127.N.1.x).
     reservation = reserve_loopback(range(200, 254))
     topology = InstanceTopology(subnet=reservation.subnet, instance=1)
-    reservation.close()
     loop = asyncio.new_event_loop()
     escaped: list[str] = []
     loop.set_exception_handler(lambda _loop, context: escaped.append(str(context.get("message"))))
     agent = LeanCs(topology, None) if role == "CS" else LeanUe(role, topology, media=False)
-    loop.run_until_complete(agent.start())
+    token = BINDER.set(reservation.binder)  # the CS's address is one of the reserved sockets
+    try:
+        loop.run_until_complete(agent.start())
+    finally:
+        BINDER.reset(token)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
@@ -211,6 +216,7 @@ def test_lean_load_agents_survive_the_corpus(role: str) -> None:
         thread.join(10)
         loop.run_until_complete(agent.stop())
         loop.close()
+        reservation.close()
     assert len(report.results) == len(CASES) + 30
     assert all(r.alive for r in report.results), [r.name for r in report.results if not r.alive]
     assert not escaped, escaped
