@@ -114,3 +114,28 @@ def test_load_run_refuses_unknown_engine_and_media_off_for_agents() -> None:
         LoadRun(1, 1, 1, engine="fast")
     with pytest.raises(ValueError, match="lean engine only"):
         LoadRun(1, 1, 1, engine="agents", media=False)
+
+
+@pytest.mark.flow
+def test_a_join_the_lean_ue_cannot_use_is_still_reported_by_its_final_notify(
+        tmp_path: Path, capture_tools: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2xx to the join INVITE without Contact (no dialog can be built from it): the join step fails
+    at once (not after its wait) and the transferee still sends its final NOTIFY, with 500."""
+    from harness.load import run_load
+    from harness.load.lean import cs as lean_cs
+
+    answer = lean_cs.LeanCs._answer
+
+    def no_contact_for_joins(self, invite, participant, port, offered, pt):  # type: ignore[no-untyped-def]
+        if participant.uri.split(":", 1)[1].startswith("conf-"):
+            participant.contact = b""  # the 200 goes out with an empty Contact: not a usable target
+        answer(self, invite, participant, port, offered, pt)
+
+    monkeypatch.setattr(lean_cs.LeanCs, "_answer", no_contact_for_joins)
+    outcome = run_load("a2.1", tmp_path / "nocontact", conferences=1, concurrency=1, media_seconds=0.3,
+                       instance_timeout=30.0)
+    record, = outcome.records
+    assert record.error is not None and "failed with 500" in record.error, record.error  # not a timeout
+    assert record.ended is not None and record.started is not None and record.ended - record.started < 20
+    assert not outcome.ok
+    assert b"SIP/2.0 500 Server Internal Error" in outcome.pcap.read_bytes()  # the final NOTIFY's sipfrag

@@ -218,6 +218,11 @@ class Waits:
         if not fut.done():
             fut.set_result(value)
 
+    def fail(self, key: Hashable, error: BaseException) -> None:
+        fut = self.future(key)
+        if not fut.done():
+            fut.set_exception(error)
+
     def forget(self, key: Hashable) -> None:
         fut = self._futures.pop(key, None)
         if fut is not None and not fut.done():

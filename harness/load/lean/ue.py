@@ -118,6 +118,7 @@ class LeanUe:
         self._acks: dict[tuple[bytes, bytes], tuple[bytes, Addr]] = {}
         self._waits = Waits()
         self._tasks = TaskSet(self.role, self.errors)
+        self._acting: set[asyncio.Task[None]] = set()  # REFERs being acted on: each owes a final NOTIFY
         self._ip_b = self.ip.encode()
         self.endpoint: LeanEndpoint | None = None
         self.out: Sender | None = None
@@ -128,6 +129,11 @@ class LeanUe:
         self.out = Sender(self.endpoint, self.ip, self.port)
 
     async def stop(self) -> None:
+        # RFC 3515 §2.4.5: a REFER being acted on ends with a final NOTIFY, also when the flow gave up
+        # first (a failed join); those tasks are bounded by their own waits.
+        acting = [task for task in self._acting if not task.done()]
+        if acting:
+            await asyncio.wait(acting, timeout=2 * self.wait + 1.0)
         await self._tasks.cancel()
         await asyncio.gather(*(c.leg.stop() for c in self.calls if c.leg is not None), return_exceptions=True)
         if self.endpoint is not None:
@@ -349,8 +355,8 @@ class LeanUe:
         event = b"refer;id=" + refer.cseq  # RFC 3515 §2.4.6
         loop = asyncio.get_running_loop()
         first = self._notify(call, event, b"SIP/2.0 100 Trying\r\n", final=False)
-        self._tasks.spawn(self._act_on_refer(call, event, target.split(b";method=")[0].decode(), refer.referred_by,
-                                       first, loop.time()), "act on REFER")
+        self._acting.add(self._tasks.spawn(self._act_on_refer(call, event, target.split(b";method=")[0].decode(),
+                                                             refer.referred_by, first, loop.time()), "act on REFER"))
 
     def _notify(self, call: LeanCall, event: bytes, sipfrag: bytes, final: bool) -> asyncio.Future[Head]:
         assert self.out is not None and call.dialog is not None
@@ -374,6 +380,10 @@ class LeanUe:
         except FlowError as exc:
             if exc.status is not None and exc.status >= 300:
                 status, reason = exc.status, b"Failed"
+        except (HeadError, ValueError) as exc:  # a 2xx we cannot build a dialog from: still reported
+            self.errors.append(f"joining {target}: {exc}")
+        if status >= 300:  # whoever waits for the join learns now that it failed
+            self._waits.fail("joined", FlowError(f"{self.role}: joining {target} failed with {status}"))
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max(0.0, first_at + 1.0 - loop.time()) + NOTIFY_MARGIN)
         if not first.done():  # bounded: it ends one way or another
