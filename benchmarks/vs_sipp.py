@@ -18,7 +18,8 @@ Both are measured in the same run on loopback, as wall-clock rate and per CPU-se
     .venv/bin/python benchmarks/vs_sipp.py [--calls 30000] [--sipp-rate 10000] [--instances 200]
                                            [--concurrency 40] [--engine lean|agents] [--media]
 
-Prints both rates and both ratios (harness / SIPp). The issue's target is >= 0.5 per CPU-second.
+Prints both rates and both ratios (harness / SIPp), and the Python floor below. The issue's target
+is >= 0.5 per CPU-second.
 
 History, each step measured with this script (2 vCPUs shared with other jobs, +-10 % run to run):
 
@@ -32,16 +33,24 @@ History, each step measured with this script (2 vCPUs shared with other jobs, +-
   cold caches); the collector run sparsely during a load run; 4 MiB buffers on the shared
   elements (bursts had overflowed the S-CSCF's receive buffer: silent drops, retransmissions).
 
-Where the time goes now (lean, 160 instances, media off; getrusage and per-callback thread time):
-about 96 us of CPU per message, ~13 us of it in the kernel (send and receive, both counted by SIPp
-too) and ~85 us of Python. By element: the proxies ~40 % (62 of an instance's 96 messages are
-forwards; ~35 us of Python each in the run, where the micro-benchmark's 18 us becomes ~2x slower
-in a working set of hundreds of sockets and dialogs), the UEs and CS receiving ~25 % (the head
-reader 16-30 us, a response built and sent ~20 us), the choreography ~25 % (coroutine steps and
-the requests they send; creating, binding and closing three UEs ~270 us an instance), the event
-loop the rest. The 0.5 target leaves ~52 us per message, ~39 us of Python with the kernel's
-share: below what one proxy forward costs in Python in the run. Not met; it needs the per-message
-work in native code (a compiled parser and forwarder), which this project does not have.
+Where the time goes now (lean, 200 instances 40 at a time, media off; thread time per callback,
+2026-11-24): ~100 us of CPU per message, ~16 us of it in the kernel. The proxies' forwards (62 of an
+instance's 96 messages) ~35 % (~58 us each in the run with the send, where benchmarks/proxy_forward.py
+measures 20 us cold: the run's working set is hundreds of sockets and dialogs), the UEs and CS
+receiving ~21 %, socket reads ~12 %, the choreography's tasks and the event loop ~32 %. Creating,
+binding and closing an instance's three UEs is ~245 us (~3 %).
+
+The "python" line is a floor: SIPp's uac/uas call played by the least Python that can (two asyncio
+sockets, a find for the Call-ID, byte templates; no transactions, timers or dialog state). It runs at
+~2.5x SIPp per CPU-second here, so the interpreter is not what keeps the harness under 0.5: its
+per-message machinery is (an RFC 3261 transaction and dialog layer, futures and a task per step of
+the shared choreography, a checking proxy), ~9x the floor. Tried and measured: the two proxies in a
+process of their own with a plain epoll loop cost more CPU, not less (~80 us per forward: each
+datagram is a cross-process wakeup); uvloop +10 %; mypyc on the head reader 1.3-1.7x on that
+function alone. What would reach 0.5 (~50 us a message in all): each role compiled from the step
+table into event-driven state machines in the SIPp manner (a received message looked up by Call-ID
+and CSeq, answered from a template, one timer heap per process; no task or future per step), and a
+forwarder specialised to the shapes its load sends, both still judged by the verifier on capture.
 """
 
 from __future__ import annotations
@@ -260,6 +269,98 @@ def measure_harness(instances: int, concurrency: int, media: bool, engine: str =
     return Rate(len(_Counting.seen), wall, cpu), sum(not r.ok for r in records)
 
 
+# The same call as SIPp's uac/uas scenario, by the least Python that can play it on asyncio sockets:
+# no parsing beyond a find, no transactions, no timers, no dialog state (a floor, not a SIP stack).
+_FLOOR_HEAD = (b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-%s\r\nFrom: <sip:uac@127.0.0.1>;tag=1\r\n"
+               b"To: <sip:uas@127.0.0.1>%s\r\nCall-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:uac@127.0.0.1:%d>\r\n"
+               b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+
+
+async def _floor_pair(calls: int, concurrency: int) -> int:
+    """INVITE, 180, 200, ACK, BYE, 200 per call between two sockets of this process; returns the
+    messages sent."""
+    loop = asyncio.get_running_loop()
+    uas, uac = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    try:
+        for sock in (uas, uac):
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(BUFF))
+        to_uas, port = uas.getsockname(), uac.getsockname()[1]
+        done: asyncio.Future[None] = loop.create_future()
+        count = {"started": 0, "ended": 0, "sent": 0}
+
+        def invite() -> None:
+            call_id = b"%d@127.0.0.1" % count["started"]
+            count["started"] += 1
+            count["sent"] += 1
+            uac.sendto(b"INVITE sip:uas@127.0.0.1 SIP/2.0\r\n"
+                       + _FLOOR_HEAD % (port, call_id, b"", call_id, 1, b"INVITE", port), to_uas)
+
+        def on_uas() -> None:
+            while True:
+                try:
+                    data, addr = uas.recvfrom(65535)
+                except BlockingIOError:
+                    return
+                if data.startswith(b"ACK "):
+                    continue
+                head = data[data.find(b"\r\n") + 2:data.find(b"\r\n\r\n") + 4].replace(
+                    b"To: <sip:uas@127.0.0.1>", b"To: <sip:uas@127.0.0.1>;tag=2", 1)
+                if data.startswith(b"INVITE "):
+                    uas.sendto(b"SIP/2.0 180 Ringing\r\n" + head, addr)
+                    count["sent"] += 1
+                uas.sendto(b"SIP/2.0 200 OK\r\n" + head, addr)
+                count["sent"] += 1
+
+        def on_uac() -> None:
+            while True:
+                try:
+                    data, _ = uac.recvfrom(65535)
+                except BlockingIOError:
+                    return
+                if not data.startswith(b"SIP/2.0 200"):
+                    continue
+                at = data.find(b"\r\nCall-ID: ") + 11
+                call_id = data[at:data.find(b"\r\n", at)]
+                if data.find(b" INVITE\r\n") > 0:
+                    for cseq, method in ((1, b"ACK"), (2, b"BYE")):
+                        uac.sendto(method + b" sip:uas@127.0.0.1 SIP/2.0\r\n" + _FLOOR_HEAD % (
+                            port, call_id + method, b";tag=2", call_id, cseq, method, port), to_uas)
+                    count["sent"] += 2
+                    continue
+                count["ended"] += 1
+                if count["started"] < calls:
+                    invite()
+                elif count["ended"] == calls and not done.done():
+                    done.set_result(None)
+
+        loop.add_reader(uas.fileno(), on_uas)
+        loop.add_reader(uac.fileno(), on_uac)
+        try:
+            for _ in range(min(concurrency, calls)):
+                invite()
+            await asyncio.wait_for(done, 120.0)
+        finally:
+            loop.remove_reader(uas.fileno())
+            loop.remove_reader(uac.fileno())
+        return count["sent"]
+    finally:
+        uas.close()
+        uac.close()
+
+
+def measure_python_floor(calls: int, concurrency: int = 200) -> Rate:
+    """SIPp's call by the least Python (`_floor_pair`): what the interpreter and asyncio cost per
+    message on their own, measured in the same run."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    sent = asyncio.run(_floor_pair(calls, concurrency))
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return Rate(sent, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=30000)
@@ -273,13 +374,17 @@ def main() -> int:
     args = parser.parse_args()
     run = sustained_sipp(args.calls, args.sipp_rate)
     sipp = run.rate
+    floor = measure_python_floor(args.calls)
     harness, failed = measure_harness(args.instances, args.concurrency, args.media, args.engine)
     print(sipp.line("SIPp") + f"  ({run.ok} calls at {run.calls_per_second} calls/s, {run.failed} failed)")
+    print(floor.line("python") + f"  ({args.calls} calls of SIPp's scenario by the least Python, no SIP stack)")
     print(harness.line("harness") + f"  ({args.instances} A.2.1 instances, {args.concurrency} at a time, "
                                     f"{failed} failed, {args.engine} engine, media {'on' if args.media else 'off'})")
     wall_ratio = harness.per_second / sipp.per_second
     cpu_ratio = harness.per_cpu_second / sipp.per_cpu_second
     print(f"ratio harness/SIPp: wall-clock {wall_ratio:.4f}, per CPU-second {cpu_ratio:.4f} (target >= 0.5)")
+    print(f"ratio python/SIPp per CPU-second {floor.per_cpu_second / sipp.per_cpu_second:.2f}, "
+          f"harness/python {harness.per_cpu_second / floor.per_cpu_second:.3f}")
     with contextlib.suppress(OSError):
         load = os.getloadavg()
         print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
