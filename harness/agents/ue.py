@@ -32,6 +32,9 @@ from harness.sip.transaction import RequestReceived
 
 TONES = {"UE-1": 400.0, "UE-2": 650.0, "UE-3": 1000.0}
 NOTIFY_MARGIN = 0.05  # seconds beyond RFC 3515 §3.10's one NOTIFY per second
+# How long stop() lets a REFER whose INVITE has its outcome send the final NOTIFY: the NOTIFY spacing
+# (one a second) and the first NOTIFY's answer, which the final one waits for.
+FINAL_NOTIFY_GRACE = 3.0
 
 
 @dataclass(eq=False)
@@ -77,6 +80,7 @@ class IncomingReferral:
     final_status: int | None = None
     notifies_sent: int = 0
     last_notify: asyncio.Future[SipMessage] | None = None  # the latest NOTIFY's final response
+    acting: asyncio.Task[None] | None = None  # the INVITE and the final NOTIFY (RFC 3515 §2.4.2)
 
 
 @dataclass(eq=False)
@@ -132,6 +136,13 @@ class UserEquipment(SipAgent):
         return True
 
     async def stop(self) -> None:
+        # RFC 3515 §2.4.5: a REFER acted on ends with a final NOTIFY, also when the flow stops first (a
+        # failed join reported at once); its INVITE has its outcome, only the NOTIFY spacing is left.
+        # A join still under way is abandoned with the agent: its wait may be a minute on a lossy link.
+        owed = [r.acting for r in self.referred
+                if r.acting is not None and not r.acting.done() and r.final_status is not None]
+        if owed:
+            await asyncio.wait(owed, timeout=FINAL_NOTIFY_GRACE)
         await asyncio.gather(*(c.media.stop() for c in self.calls), return_exceptions=True)
         await super().stop()
 
@@ -380,7 +391,7 @@ class UserEquipment(SipAgent):
         incoming = IncomingReferral(call, refer, str(uri_without(target, ("method",))), notifier)
         self.referred.append(incoming)
         self._send_notify(incoming, 100, "Trying", final=False)
-        self.spawn(self._act_on_refer(incoming), "act on REFER")
+        incoming.acting = self.spawn(self._act_on_refer(incoming), "act on REFER")
         self.changed()
 
     def _send_notify(self, incoming: IncomingReferral, status: int, reason: str, final: bool) -> None:

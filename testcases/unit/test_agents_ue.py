@@ -97,3 +97,31 @@ def test_call_to_nobody_times_out_with_a_clear_message(topology: Topology) -> No
 
     message = _run(topology, scenario)
     assert message.startswith("UE-1 did not receive a final response to INVITE") and "0.3 s" in message
+
+
+def test_stop_lets_a_failed_join_send_its_final_notify(topology: Topology) -> None:
+    """RFC 3515 §2.4.5: the flow may stop as soon as a join fails; UE-2's final NOTIFY (sipfrag with
+    the join's status) still goes out, after the one-a-second spacing, before UE-2 closes."""
+    async def main() -> tuple[int | None, int]:
+        proxies = [Proxy(role, topology.ip(role)) for role in ("P-CSCF", "S-CSCF")]
+        ue1 = UserEquipment("UE-1", topology, wait=2.0)
+        ue2 = UserEquipment("UE-2", topology, wait=2.0)
+        try:
+            for agent in (*proxies, ue1, ue2):
+                await agent.start()
+            call = await ue1.call(topology.user_uri("UE-2"))
+            await ue2.wait_call_from(ue1.aor)
+            # The S-CSCF's own URI: UE-2's INVITE there is answered 404 by the proxy (RFC 3261 §16.4).
+            referral = await ue1.refer(call, f"sip:{topology.ip('S-CSCF')}:{topology.sip_port}")
+            await referral.wait_first_notify(2.0)
+            joined = await ue2.wait_until(lambda: ue2.referred and ue2.referred[0].final_status, 5.0,
+                                          "UE-2's join did not fail")
+            await ue2.stop()  # within the NOTIFY spacing: the final NOTIFY is still owed
+            await ue1.wait_until(lambda: referral.final_status, 2.0, "UE-1 got no final NOTIFY")
+            return referral.final_status, joined
+        finally:
+            for agent in (ue1, ue2, *proxies):
+                await agent.stop()
+
+    final, joined = asyncio.run(main())
+    assert joined == 404 and final == 404
