@@ -9,8 +9,10 @@ fragments, tunnels, or link layers it cannot read: CaptureIndex.why_not).
 
 What counts as media, by the RFCs rather than by tshark's heuristics (which they match on the
 captures we test; see testcases/unit/test_mediascan.py):
-- a UDP datagram whose ports are both >= 1024 (well-known ports belong to their own protocols:
-  a DNS query id can look like an RTP version) and whose first two bits are version 2;
+- a UDP datagram whose first two bits are version 2 and whose ports are both >= 1024 (well-known
+  ports belong to their own protocols: a DNS query id can look like an RTP version), or one end of
+  which is an address and port below 1024 that an SDP of the capture names for RTP or its RTCP
+  (`named`: the conversations tshark's SDP dissector sets up, matched at either end);
 - RTCP (RFC 3550 §6.4, RFC 4585 §6.1, demultiplexed as RFC 5761 §4 says) when its second byte is a
   packet type that starts a compound packet (SR 200, RR 201, BYE 203, APP 204, PSFB 206) and its
   length is a multiple of four; another value in 192..223 is neither (an RTCP type in a position it
@@ -57,11 +59,12 @@ class _Clock:
         return ((high << 32) | low) / scale
 
 
-def scan(index: CaptureIndex, first: int = 0, stop: int | None = None
-         ) -> tuple[list[RtpPacket], list[RtcpPacket], array]:
+def scan(index: CaptureIndex, first: int = 0, stop: int | None = None,
+         named: frozenset[tuple[str, int]] = frozenset()) -> tuple[list[RtpPacket], list[RtcpPacket], array]:
     """The RTP and RTCP packets among frames [first, stop) (0-based; frame numbers in the packets
     count from 1), in frame order, and the 0-based positions of the other frames (what tshark
-    still has to dissect)."""
+    still has to dissect). `named`: (address, port) pairs below 1024 that an SDP named, taken as
+    media too."""
     mm = index._map
     assert mm is not None, "index closed"
     clock = _Clock(index)
@@ -100,7 +103,7 @@ def scan(index: CaptureIndex, first: int = 0, stop: int | None = None
             keep(i)
             continue
         sport, dport, udp_length = ports_length(data, udp)
-        if sport < 1024 or dport < 1024:
+        if (sport < 1024 or dport < 1024) and not (named and _named(data, ip, v6, names, sport, dport, named)):
             keep(i)
             continue
         size = udp_length - 8          # as sent; the frame may hold less (snap length)
@@ -120,6 +123,14 @@ def scan(index: CaptureIndex, first: int = 0, stop: int | None = None
         rtp.append(RtpPacket(i + 1, clock.time(i), src, sport, dst, dport, ssrc, second & 0x7F, seq, timestamp,
                              bool(second & 0x80), "", index))
     return rtp, rtcp, others
+
+
+def _named(data: bytes, ip: int, v6: bool, names: dict[bytes, tuple[str, str]], sport: int, dport: int,
+           named: frozenset[tuple[str, int]]) -> bool:
+    """Whether an end of the datagram is one an SDP named (tshark's SDP conversations match either
+    end, the other one any port)."""
+    src, dst = _addresses(data, ip, v6, names)
+    return (src, sport) in named or (dst, dport) in named
 
 
 def _addresses(data: bytes, ip: int, v6: bool, names: dict[bytes, tuple[str, str]]) -> tuple[str, str]:

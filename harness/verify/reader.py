@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import ipaddress
 import os
+import re
 import tempfile
 import threading
 import time
@@ -533,12 +535,69 @@ def _add_media(data: CaptureData, rtp: list[RtpPacket], rtcp: list[RtcpPacket]) 
     _index_rtp(data, rtp)
 
 
+_SDP_LINE = re.compile(rb"^([cm])=([^\r\n]*)", re.M)
+
+
+def sdp_low_endpoints(messages: Iterable[WireMessage]) -> frozenset[tuple[str, int]]:
+    """(address, port) of every RTP and RTCP port below 1024 an SDP in `messages` names (m= port and
+    the one above, RFC 3550 §11; c= at media level, else session level, RFC 4566 §5.7)."""
+    found: set[tuple[str, int]] = set()
+    for message in messages:
+        raw = message.raw
+        body = raw.find(b"\r\n\r\n")
+        if body < 0 or b"\nm=" not in raw[body:] and not raw[body + 4:].startswith(b"m="):
+            continue
+        session: str | None = None
+        media: list[tuple[int, list[str | None]]] = []
+        for kind, value in _SDP_LINE.findall(raw[body + 4:]):
+            fields = value.decode("ascii", "replace").split()
+            if kind == b"m":
+                port = fields[1].split("/")[0] if len(fields) > 1 else ""
+                media.append((int(port) if port.isdigit() else 0, [None]))
+            elif len(fields) == 3 and fields[0] == "IN":
+                address = fields[2].split("/")[0]
+                with contextlib.suppress(ValueError):
+                    address = ipaddress.ip_address(address).compressed   # as tshark -n prints it
+                if media:
+                    media[-1][1][0] = address
+                else:
+                    session = address
+        for port, (address,) in media:
+            where = address or session
+            if where is not None and 0 < port < 1024:
+                found.update({(where, port), (where, port + 1)})
+    return frozenset(found)
+
+
+def _add_named_low_media(data: CaptureData, index: CaptureIndex) -> None:
+    """The split read's scan skips ports below 1024; where an SDP names such a port for media, as
+    tshark's SDP dissector follows it, scan again for those (rare: one more pass over the index)."""
+    named = sdp_low_endpoints(data.messages)
+    if not named:
+        return
+    rtp, rtcp, _ = scan(index, named=named)
+    low_rtp = [p for p in rtp if p.sport < 1024 or p.dport < 1024]
+    low_rtcp = [q for q in rtcp if q.sport < 1024 or q.dport < 1024]
+    if not low_rtp and not low_rtcp:
+        return
+    _add_media(data, low_rtp, low_rtcp)
+    data.rtp.sort(key=_frame_of)
+    data.rtcp.sort(key=_frame_of)
+    for packets in (data.rtp_by_addr or {}).values():
+        packets.sort(key=_frame_of)
+
+
+def _frame_of(packet: RtpPacket | RtcpPacket) -> int:
+    return packet.frame
+
+
 def _read(path: str) -> CaptureData:
     data = CaptureData(path=path, messages=[], rtp=[], rtcp=[])
     index = CaptureIndex.build(path) if Path(path).stat().st_size >= INDEX_MIN_BYTES else None
     parts = min(os.cpu_count() or 1, MAX_PARTS)
     if index is not None and index.splittable and index.frames >= SPLIT_MIN_FRAMES and parts > 1:
         _split_pass(path, data, index, parts)
+        _add_named_low_media(data, index)
     else:
         _pass(path, data, DISPLAY_FILTER, source=index)
     # SIP text in a UDP datagram, or in a TCP stream where nothing was decoded as SIP (the

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -197,3 +198,18 @@ def test_mpls_keeps_the_capture_whole(tmp_path: Path) -> None:
         assert index.why_not == "frames of EtherType 0x8847 (frame 1)"
     finally:
         index.close()
+
+
+def test_sdp_low_endpoints_reads_session_and_media_connections() -> None:
+    """m= ports below 1024 (and their RTCP port) at the media-level c=, else the session-level one;
+    ports >= 1024, port 0 (a refused stream) and bodies without SDP name nothing."""
+    def message(body: str) -> SimpleNamespace:
+        head = "INVITE sip:b@example.com SIP/2.0\r\nContent-Type: application/sdp\r\n\r\n"
+        return SimpleNamespace(raw=(head + body).encode())
+
+    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+           "m=audio 900 RTP/AVP 0\r\n"
+           "m=audio 902 RTP/AVP 0\r\nc=IN IP6 2001:db8:0:0::7\r\n"
+           "m=video 0 RTP/AVP 96\r\nm=audio 40000 RTP/AVP 0\r\n")
+    named = reader.sdp_low_endpoints([message(sdp), message("SIP/2.0 100 Trying\r\n"), message("")])
+    assert named == {("10.0.0.1", 900), ("10.0.0.1", 901), ("2001:db8::7", 902), ("2001:db8::7", 903)}

@@ -4,6 +4,7 @@ the bytes tshark prints, and captures that cannot be split are read whole (issue
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from harness.report.json import render_json
 from harness.verify import reader
 from harness.verify.engine import analyse
 from harness.verify.pcapindex import CaptureIndex
+from testcases.data import make_a21_pcap
 from testcases.data.make_a21_pcap import write_many
 
 INSTANCES = 12   # ~3,600 frames: small enough for a unit test, the thresholds are lowered below
@@ -98,3 +100,21 @@ def test_tshark_failing_on_a_part_is_a_clear_error(load_capture: Path, monkeypat
         _read(load_capture, monkeypatch, parts=2, index=True)
     assert str(load_capture) in info.value.reason
     index.close()
+
+
+def test_split_read_finds_rtp_on_low_ports_an_sdp_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Media on a port below 1024 is RTP when an SDP names that port (tshark follows the SDP, RFC 4566
+    §5.14); the split read, which skips well-known ports in its scan, must find it too."""
+    nth = make_a21_pcap.Ident.nth
+
+    def low_mrfp(k: int) -> make_a21_pcap.Ident:
+        ident = nth(k)
+        base = 900 + 6 * k if k < 3 else ident.mrfp_ports[0]
+        return dataclasses.replace(ident, mrfp_ports=(base, base + 2, base + 4))
+
+    monkeypatch.setattr(make_a21_pcap.Ident, "nth", staticmethod(low_mrfp))
+    path = write_many(tmp_path / "low.pcap", 6)
+    whole = _read(path, monkeypatch, parts=1, index=False)
+    assert any(p.sport < 1024 or p.dport < 1024 for p in whole.rtp)   # what tshark decodes
+    split = _read(path, monkeypatch, parts=2, index=True)
+    assert _shape(split) == _shape(whole)
