@@ -545,24 +545,26 @@ def sdp_low_endpoints(messages: Iterable[WireMessage]) -> frozenset[tuple[str, i
     for message in messages:
         raw = message.raw
         body = raw.find(b"\r\n\r\n")
-        if body < 0 or b"\nm=" not in raw[body:] and not raw[body + 4:].startswith(b"m="):
+        if body < 0 or b"\nm=" not in raw[body:]:
             continue
         session: str | None = None
-        media: list[tuple[int, list[str | None]]] = []
+        ports: list[int] = []
+        addresses: list[str | None] = []   # each m= line's own c=, if any
         for kind, value in _SDP_LINE.findall(raw[body + 4:]):
             fields = value.decode("ascii", "replace").split()
             if kind == b"m":
                 port = fields[1].split("/")[0] if len(fields) > 1 else ""
-                media.append((int(port) if port.isdigit() else 0, [None]))
+                ports.append(int(port) if port.isdigit() else 0)
+                addresses.append(None)
             elif len(fields) == 3 and fields[0] == "IN":
                 address = fields[2].split("/")[0]
                 with contextlib.suppress(ValueError):
                     address = ipaddress.ip_address(address).compressed   # as tshark -n prints it
-                if media:
-                    media[-1][1][0] = address
+                if ports:
+                    addresses[-1] = address
                 else:
                     session = address
-        for port, (address,) in media:
+        for port, address in zip(ports, addresses, strict=True):
             where = address or session
             if where is not None and 0 < port < 1024:
                 found.update({(where, port), (where, port + 1)})
