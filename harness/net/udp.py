@@ -58,8 +58,12 @@ class UdpSocket:
     """
 
     def __init__(self, sock: socket.socket, on_datagram: Callable[[bytes, Addr], None] | None,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, burst: int = READ_BURST) -> None:
         self._sock = sock
+        # Datagrams read per readiness event. 1 suits a socket that mostly gets one at a time (a UE):
+        # no second recvfrom only to learn, by an exception, that the queue is empty; the selector is
+        # level-triggered, so what is left is reported again at once.
+        self.burst = burst
         self._loop = loop
         self._on_datagram = on_datagram
         self._pending: deque[tuple[bytes, Addr]] = deque()  # waiting for the socket to be writable
@@ -69,7 +73,7 @@ class UdpSocket:
 
     @classmethod
     async def bind(cls, ip: str, port: int, on_datagram: Callable[[bytes, Addr], None] | None = None,
-                   sock: socket.socket | None = None) -> UdpSocket:
+                   sock: socket.socket | None = None, burst: int = READ_BURST) -> UdpSocket:
         """Bind (ip, port); `sock` (already bound) or the context's binder may provide the socket."""
         loop = asyncio.get_running_loop()
         binder = BINDER.get()
@@ -85,7 +89,7 @@ class UdpSocket:
                 raise
         else:
             sock.setblocking(False)
-        return cls(sock, on_datagram, loop)
+        return cls(sock, on_datagram, loop, burst)
 
     def set_buffers(self, size: int) -> int:
         """Ask for `size`-byte kernel send and receive buffers (a load run's shared elements take
@@ -104,7 +108,7 @@ class UdpSocket:
 
     def _read_ready(self) -> None:
         recvfrom = self._sock.recvfrom
-        for _ in range(READ_BURST):
+        for _ in range(self.burst):
             if self._closed:
                 return
             try:

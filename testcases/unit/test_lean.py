@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 from harness.agents.wire import scapy_build
 from harness.load.lean import forms
+from harness.load.lean import head as head_module
 from harness.load.lean.dialog import LeanDialog, hop_of, token
 from harness.load.lean.endpoint import LeanEndpoint, TransactionTimeout, response_target
 from harness.load.lean.head import HeadError, read, split_list, tag_of, uri_of
@@ -54,6 +57,37 @@ def test_head_reads_compact_forms_case_and_comma_lists() -> None:
 def test_head_refuses_what_it_cannot_act_on(data: bytes, why: str) -> None:
     with pytest.raises(HeadError, match=why):
         read(data)
+
+
+_LINES = [line + b"\r\n" for line in INVITE.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]] + [
+    b"Route: <sip:127.9.0.11;lr>\r\n", b"Event: refer;id=7\r\n", b"o: refer\r\n", b"Subscription-State: active\r\n",
+    b"r: <sip:conf@cs>\r\n", b"Referred-By: <sip:ue1@x>\r\n", b"CONTACT : <sip:x@y>\r\n", b" folded: x\r\n",
+    b"\tfolded\r\n", b": empty name\r\n", b"no colon here\r\n", b"To: <sip:dup@x>\r\n", b"Allow: INVITE, ACK\r\n"]
+
+
+def _fields(head: object) -> tuple[object, ...]:
+    return tuple(getattr(head, name) for name in head.__slots__)  # type: ignore[attr-defined]
+
+
+@hypothesis.settings(max_examples=400, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(st.lists(st.sampled_from(range(len(_LINES))), max_size=18), st.booleans())
+def test_shape_plans_read_what_the_line_reader_reads(picks: list[int], response: bool) -> None:
+    """read() looks up a head's shape once and then reads only its fields; whatever the lines (compact
+    forms, odd spacing, folding, duplicates, no colon), it must say exactly what the line-by-line
+    reader says, or refuse it with the same error."""
+    start = b"SIP/2.0 200 OK\r\n" if response else b"INVITE sip:ue2@127.9.1.2 SIP/2.0\r\n"
+    data = start + b"".join(_LINES[i] for i in picks) + b"\r\n"
+    end = data.find(b"\r\n\r\n")
+    for attempt in range(2):  # the second read finds the shape remembered
+        try:
+            expected: object = _fields(head_module._read_lines(data, end, data[:end].split(b"\r\n")))
+        except HeadError as exc:
+            expected = str(exc)
+        try:
+            got: object = _fields(read(data))
+        except HeadError as exc:
+            got = str(exc)
+        assert got == expected, (attempt, data)
 
 
 def test_name_addr_helpers() -> None:

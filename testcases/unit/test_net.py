@@ -55,6 +55,29 @@ def test_udp_socket_send_and_receive() -> None:
     assert asyncio.run(main())[0] == b"hello"
 
 
+@pytest.mark.parametrize("burst", [1, 64])
+def test_udp_socket_delivers_a_queued_burst_whatever_it_reads_per_readiness(burst: int) -> None:
+    """A socket that reads one datagram per readiness (a UE's) still gets every queued datagram, in
+    order: the selector reports the rest again (level-triggered)."""
+    async def main() -> list[bytes]:
+        got: list[bytes] = []
+        a = await UdpSocket.bind("127.0.0.1", 0, lambda d, addr: got.append(d), burst=burst)
+        b = await UdpSocket.bind("127.0.0.1", 0)
+        try:
+            for k in range(10):  # all queued before the loop runs a's reader once
+                b.sendto(b"%d" % k, a.local)
+            for _ in range(200):
+                if len(got) == 10:
+                    break
+                await asyncio.sleep(0.005)
+            return got
+        finally:
+            a.close()
+            b.close()
+
+    assert asyncio.run(main()) == [b"%d" % k for k in range(10)]
+
+
 class _EchoCore:
     """A stand-in TransactionLayer: echoes each datagram once a timer 50 ms after receipt fires."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from harness.load.lean.head import Head, HeadError
 from harness.load.lean.transactions import REQUEST, RESPONSE, Transactions
-from harness.net.udp import Addr, UdpSocket
+from harness.net.udp import READ_BURST, Addr, UdpSocket
 from harness.sip.timers import T1, T2
 
 _RECEIVED = re.compile(rb";[ \t]*received[ \t]*=[ \t]*([^;, \t]+)", re.I)
@@ -40,8 +40,9 @@ class LeanEndpoint:
     """Datagrams in, heads to the agent; requests out with retransmission, responses kept."""
 
     def __init__(self, ip: str, port: int, on_request: Callable[[Head, Addr], None],
-                 on_stray: Callable[[Head], None], t1: float = T1, t2: float = T2) -> None:
+                 on_stray: Callable[[Head], None], t1: float = T1, t2: float = T2, burst: int = READ_BURST) -> None:
         self.ip, self.port = ip, port
+        self.burst = burst  # datagrams read per readiness (UdpSocket.burst): 1 for a UE's own address
         self.on_request, self.on_stray = on_request, on_stray
         self.core = Transactions(t1, t2)
         self.errors: list[str] = []  # what the agent raised on a message (it is dropped, the endpoint lives on)
@@ -61,7 +62,7 @@ class LeanEndpoint:
         return self.core.retransmitted
 
     async def open(self) -> LeanEndpoint:
-        self.sock = await UdpSocket.bind(self.ip, self.port, self._datagram)
+        self.sock = await UdpSocket.bind(self.ip, self.port, self._datagram, burst=self.burst)
         return self
 
     def close(self) -> None:

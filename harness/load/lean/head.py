@@ -13,6 +13,7 @@ what arrived raises HeadError; the agent drops it and counts it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _NAMES: dict[bytes, str] = {
     b"via": "via", b"v": "via", b"from": "from_", b"f": "from_", b"to": "to", b"t": "to",
@@ -102,9 +103,54 @@ def read(data: bytes) -> Head:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         raise HeadError("no end of header")
-    lines = data[:end].split(b"\r\n")
-    head = Head()
-    first = lines[0].split(b" ", 2)
+    text = data[:end]
+    lines = text.split(b"\r\n")
+    names = tuple(_LINE_NAME.findall(text))
+    plan = _PLANS.get(names, _MISS) if len(names) == len(lines) - 1 else None
+    if plan is _MISS:
+        plan = _plan(names)
+    if plan is None:
+        return _read_lines(data, end, lines)
+    return _fill(data, end, lines, plan)
+
+
+# The header names of a head (as written before each ':') -> what to read where: (line index, where
+# the value starts, field), the lines no lean agent reads left out. A load's messages come in a few
+# such shapes, so a message is read without looking at each line's name. None: a shape the line by
+# line reader judges (a folded line, a name with blanks before it, a field given twice).
+_LINE_NAME = re.compile(rb"\r\n([^:\r\n]*):")
+_PLANS: dict[tuple[bytes, ...], tuple[tuple[int, int, str], ...] | None] = {}
+PLANS_KEPT = 512  # shapes remembered; beyond, the table starts again (a peer that varies every message)
+
+
+def _plan(names: tuple[bytes, ...]) -> tuple[tuple[int, int, str], ...] | None:
+    plan: list[tuple[int, int, str]] | None = []
+    seen: set[str] = set()
+    for index, name in enumerate(names, 1):
+        if not name or name[0] in _WSP:
+            plan = None
+            break
+        key = _SPELLED.get(name, _MISS)
+        if key is _MISS:
+            key = _NAMES.get(name.rstrip(_WSP).lower())
+        if key is None:
+            continue
+        if key in seen and key not in _LISTS:
+            plan = None
+            break
+        seen.add(key)
+        plan.append((index, len(name) + 1, key))
+    if len(_PLANS) >= PLANS_KEPT:
+        _PLANS.clear()
+    found = _PLANS[names] = tuple(plan) if plan is not None else None
+    return found
+
+
+_LISTS = frozenset({"via", "record_route", "route"})
+
+
+def _start_line(head: Head, line: bytes) -> None:
+    first = line.split(b" ", 2)
     if len(first) != 3:
         raise HeadError("bad start line")
     if first[0] == b"SIP/2.0":
@@ -115,11 +161,15 @@ def read(data: bytes) -> Head:
         head.method, head.uri = first[0], first[1]
     else:
         raise HeadError("bad start line")
+
+
+def _read_lines(data: bytes, end: int, lines: list[bytes]) -> Head:
+    """The reader of any head: each line's name looked up in turn."""
     names, spelled = _NAMES, _SPELLED
-    found: dict[str, bytes] = {}
-    vias: list[bytes] = []
-    routes: list[bytes] = []
-    for line in lines[1:]:
+    _start_line(Head(), lines[0])  # a bad start line is the first thing said
+    plan: list[tuple[int, int, str]] = []
+    seen: set[str] = set()
+    for index, line in enumerate(lines[1:], 1):
         colon = line.find(b":")
         if colon <= 0 or line[0] in _WSP:
             raise HeadError("header line without a name and colon, or folded")
@@ -130,15 +180,28 @@ def read(data: bytes) -> Head:
             key = names.get(line[:colon].rstrip(b" \t").lower())
             if key is None:
                 continue
-        value = line[colon + 1:].strip(b" \t")
+        if key in seen and key not in _LISTS:
+            raise HeadError(f"{key} given twice")
+        seen.add(key)
+        plan.append((index, colon + 1, key))
+    return _fill(data, end, lines, plan)
+
+
+def _fill(data: bytes, end: int, lines: list[bytes], plan: Iterable[tuple[int, int, str]]) -> Head:
+    """The fields at the places `plan` gives (line index, where the value starts, field)."""
+    head = Head()
+    _start_line(head, lines[0])
+    found: dict[str, bytes] = {}
+    vias: list[bytes] = []
+    routes: list[bytes] = []
+    for index, offset, key in plan:
+        value = lines[index][offset:].strip(b" \t")
         if key == "via":
             vias += split_list(value) if b"," in value else (value,)
         elif key == "record_route":
             routes += split_list(value) if b"," in value else (value,)
         elif key == "route":
             head.route += split_list(value) if b"," in value else (value,)
-        elif key in found:
-            raise HeadError(f"{key} given twice")
         else:
             found[key] = value
     return _finish(head, data, end, vias, routes, found)

@@ -124,7 +124,7 @@ class LeanUe:
         self.out: Sender | None = None
 
     async def start(self) -> None:
-        self.endpoint = await LeanEndpoint(self.ip, self.port, self._request, self._stray).open()
+        self.endpoint = await LeanEndpoint(self.ip, self.port, self._request, self._stray, burst=1).open()
         self.endpoint.errors = self.errors
         self.out = Sender(self.endpoint, self.ip, self.port)
 
