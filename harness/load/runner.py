@@ -24,8 +24,9 @@ from harness.agents.ue import UserEquipment
 from harness.flows.a2_1.play import STEADY_SLACK, FlowContext, SteadyPhase, StepRecord, run_table
 from harness.flows.a2_1.steps import STEPS
 from harness.flows.step import Step
-from harness.load.lean.actions import LEAN_ACTIONS
+from harness.load.lean import conduct
 from harness.load.lean.cs import LeanCs
+from harness.load.lean.signal import Play, clock, wait
 from harness.load.lean.ue import LeanUe
 from harness.load.topology import InstanceTopology
 from harness.net.udp import UdpSocket
@@ -205,17 +206,15 @@ class LoadRun:
             self._report()
 
     async def _instance(self, record: InstanceRecord, cs: ConferenceServer | LeanCs, mrfp: Mrfp) -> None:
+        if isinstance(cs, LeanCs):
+            await self._lean_instance(record, cs)
+            return
         topology = InstanceTopology(subnet=self.base.subnet, instance=record.index)
-        ues: dict[str, UserEquipment] | dict[str, LeanUe]
-        if self.engine == "lean":
-            ues = {role: LeanUe(role, topology, self.media, wait=self.wait) for role in UES}
-        else:
-            ues = {role: UserEquipment(role, topology, wait=self.wait) for role in UES}
+        ues = {role: UserEquipment(role, topology, wait=self.wait) for role in UES}
         branches = _branches()
         record.steps = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
         steady = SteadyPhase(set(branches), self.media_seconds, max(STEADY_SLACK, 3 * self.wait))
-        ctx = FlowContext(topology, ues, cs, mrfp, steady, self.wait,  # type: ignore[arg-type]
-                          actions=LEAN_ACTIONS if self.engine == "lean" else None)
+        ctx = FlowContext(topology, ues, cs, mrfp, steady, self.wait)
         record.started = time.monotonic()
         try:
             async with asyncio.timeout(self.instance_timeout):
@@ -233,6 +232,35 @@ class LoadRun:
             await steady.close()
             for ue in ues.values():
                 await ue.stop()
-            if isinstance(cs, LeanCs):
-                await cs.forget([topology.user_uri(role) for role in UES])
+            record.ended = time.monotonic()
+
+    async def _lean_instance(self, record: InstanceRecord, cs: LeanCs) -> None:
+        """The same table played by the lean agents (harness/load/lean/conduct.py): one Play per
+        instance and branch, resumed by the datagrams that answer it, no task per step."""
+        topology = InstanceTopology(subnet=self.base.subnet, instance=record.index)
+        ues = {role: LeanUe(role, topology, self.media, wait=self.wait) for role in UES}
+        branches = _branches()
+        record.steps = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
+        loop_clock = clock()
+        steady = conduct.SteadyPhase(set(branches), self.media_seconds, max(STEADY_SLACK, 3 * self.wait), loop_clock)
+        ctx = conduct.LeanContext(topology, ues, cs, steady, loop_clock, self.wait)
+        record.started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.instance_timeout):
+                for ue in ues.values():
+                    await ue.start()
+                table = Play(conduct.run_table(ctx, record.steps, branches))
+                ctx.plays.append(table)
+                record.error = await wait(table.done)
+        except TimeoutError:
+            record.error = f"instance did not finish within {self.instance_timeout:g} s"
+        except Exception as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for play in ctx.plays:
+                if not play.done.done:
+                    play.close()
+            for ue in ues.values():
+                await ue.stop()
+            await cs.forget([topology.user_uri(role) for role in UES])
             record.ended = time.monotonic()

@@ -74,6 +74,12 @@ class UdpSocket:
     @classmethod
     async def bind(cls, ip: str, port: int, on_datagram: Callable[[bytes, Addr], None] | None = None,
                    sock: socket.socket | None = None, burst: int = READ_BURST) -> UdpSocket:
+        """`open()` from a coroutine (the agents' start-up is async)."""
+        return cls.open(ip, port, on_datagram, sock, burst)
+
+    @classmethod
+    def open(cls, ip: str, port: int, on_datagram: Callable[[bytes, Addr], None] | None = None,
+             sock: socket.socket | None = None, burst: int = READ_BURST) -> UdpSocket:
         """Bind (ip, port); `sock` (already bound) or the context's binder may provide the socket."""
         loop = asyncio.get_running_loop()
         binder = BINDER.get()
@@ -158,16 +164,21 @@ class UdpSocket:
 
 
 async def bind_rtp_pair(ip: str, first_port: int, attempts: int = 500) -> tuple[UdpSocket, UdpSocket]:
+    """`open_rtp_pair()` from a coroutine."""
+    return open_rtp_pair(ip, first_port, attempts)
+
+
+def open_rtp_pair(ip: str, first_port: int, attempts: int = 500) -> tuple[UdpSocket, UdpSocket]:
     """An RTP socket on an even port >= `first_port` and its RTCP socket on the port above (RFC 3550 §11)."""
     port = first_port + (first_port & 1)
     for _ in range(attempts):
         try:
-            rtp = await UdpSocket.bind(ip, port)
+            rtp = UdpSocket.open(ip, port)
         except OSError:
             port += 2
             continue
         try:
-            rtcp = await UdpSocket.bind(ip, port + 1)
+            rtcp = UdpSocket.open(ip, port + 1)
         except OSError:
             rtp.close()
             port += 2

@@ -16,6 +16,7 @@ from harness.load.lean import head as head_module
 from harness.load.lean.dialog import LeanDialog, hop_of, token
 from harness.load.lean.endpoint import LeanEndpoint, TransactionTimeout, response_target
 from harness.load.lean.head import HeadError, read, split_list, tag_of, uri_of
+from harness.load.lean.signal import wait
 from harness.sip.message import SipMessage
 from harness.sip.sdp import offer_audio
 
@@ -174,11 +175,10 @@ def test_client_transaction_retransmits_and_times_out() -> None:
             assert len(times) == 4, times
             assert all(t >= want - 0.005 for t, want in zip(times, (0, 0.05, 0.15, 0.35), strict=True)), times
             with pytest.raises(TransactionTimeout):  # Timer B: 64*T1 = 3.2 s
-                await asyncio.wait_for(invite, 10.0)
-            bye = endpoint.request(INVITE.replace(b"INVITE", b"BYE"), addr, b"z9hG4bKb", invite=False)
+                await asyncio.wait_for(wait(invite), 10.0)
+            endpoint.request(INVITE.replace(b"INVITE", b"BYE"), addr, b"z9hG4bKb", invite=False)
             # Timer E capped at T2: 0, .05, .15, .25, ... - about 10 sends in 1 s, where doubling gives 5
             assert len(await _drain(peer, 1.0)) >= 8
-            bye.cancel()
         finally:
             endpoint.close()
             peer.close()

@@ -8,9 +8,10 @@ The PlayReport says what each step did, for the log only: verdicts come from the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from harness.agents.errors import FlowError, bounded
@@ -254,22 +255,30 @@ ACTIONS: dict[str, Callable[[FlowContext, Step], Awaitable[str]]] = {
 
 # --- running the table ----------------------------------------------------------------------------
 
-async def _run_step(ctx: FlowContext, step: Step, record: StepRecord) -> None:
+@contextlib.contextmanager
+def recording(record: StepRecord) -> Iterator[None]:
+    """What a step did, into its record: its times, done / skipped (StepSkipped) / failed (re-raised),
+    "cancelled" when its flow was ended first (asyncio's cancellation or a closed generator)."""
     record.started = time.monotonic()
     try:
-        record.detail = await (ctx.actions or ACTIONS)[step.action](ctx, step)
+        yield
         record.status = "done"
     except StepSkipped as exc:
         record.status, record.detail = "skipped", str(exc)
     except Exception as exc:
         record.status, record.detail = "failed", f"{type(exc).__name__}: {exc}"
         raise
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
         record.status, record.detail = "failed", "cancelled (the flow ran out of time)"
         raise
     finally:
         record.ended = time.monotonic()
-    log.info("step %s %s: %s", step.id, record.status, record.detail)
+        log.info("step %s %s: %s", record.id, record.status, record.detail)
+
+
+async def _run_step(ctx: FlowContext, step: Step, record: StepRecord) -> None:
+    with recording(record):
+        record.detail = await (ctx.actions or ACTIONS)[step.action](ctx, step)
 
 
 async def _run_branch(ctx: FlowContext, branch: str, steps: list[Step], records: dict[str, StepRecord]) -> None:

@@ -19,19 +19,19 @@ from harness.agents.tasks import TaskSet
 from harness.agents.topology import Topology
 from harness.agents.ua import SDP_TYPE, WAIT
 from harness.load.lean.dialog import (
+    Board,
     LeanDialog,
     Sender,
-    Waits,
     answer_other,
     hop_of,
     refuse,
     session_id,
     token,
-    within,
 )
 from harness.load.lean.endpoint import LeanEndpoint
 from harness.load.lean.forms import SDP_FORMS
 from harness.load.lean.head import Head, HeadError, uri_of
+from harness.load.lean.signal import Signal
 from harness.load.lean.ue import sdp_direction
 from harness.net.udp import Addr
 from harness.sip.sdp import Sdp, answer_direction
@@ -77,7 +77,7 @@ class LeanCs:
         self.conferences: set[str] = set()
         self._participants: dict[bytes, LeanParticipant] = {}  # by Call-ID
         self._by_aor: dict[str, list[bytes]] = {}
-        self._waits = Waits()
+        self._board = Board()
         self._tasks = TaskSet("CS", self.errors)
         self._next_port = topology.rtp_base_port
         self._mrfp_ip = (mrfp.ip if mrfp is not None else topology.ip("MRFP")).encode()
@@ -106,21 +106,21 @@ class LeanCs:
                 if self.mrfp is not None and participant.port:
                     await self.mrfp.release(participant.port)
             for kind in ("invite", "acked", "allocated"):
-                self._waits.forget((kind, aor))
+                self._board.forget((kind, aor))
 
-    # --- waits ------------------------------------------------------------------------------------
+    # --- what the choreography waits for ----------------------------------------------------------
 
-    async def wait_invite(self, aor: str, timeout: float | None = None) -> LeanParticipant:
-        return await within(self._waits.future(("invite", aor)), timeout or self.wait,  # type: ignore[return-value]
-                            f"CS did not receive an INVITE from {aor}")
+    def invited(self, aor: str) -> Signal[LeanParticipant]:
+        """Set when an INVITE from `aor` reached the CS."""
+        return self._board.signal(("invite", aor))
 
-    async def wait_acked(self, aor: str, timeout: float | None = None) -> LeanParticipant:
-        return await within(self._waits.future(("acked", aor)), timeout or self.wait,  # type: ignore[return-value]
-                            f"CS did not receive the ACK from {aor}")
+    def acked_by(self, aor: str) -> Signal[LeanParticipant]:
+        """Set when the ACK for the 200 to `aor` arrived."""
+        return self._board.signal(("acked", aor))
 
-    async def wait_allocated(self, aor: str, timeout: float | None = None) -> int:
-        return await within(self._waits.future(("allocated", aor)), timeout or self.wait,  # type: ignore[return-value]
-                            f"MRFP allocated no port for {aor}")
+    def allocated(self, aor: str) -> Signal[int]:
+        """Set when the MRFP port for `aor` was allocated (steps 15/36/67)."""
+        return self._board.signal(("allocated", aor))
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ class LeanCs:
                     self.endpoint.acked(head.call_id, head.cseq)
                     if not participant.acked:
                         participant.acked = True
-                        self._waits.set(("acked", participant.aor), participant)
+                        self._board.set(("acked", participant.aor), participant)
                 return
             if participant is None or not known:
                 out.respond(head, 481, b"Call/Transaction Does Not Exist")
@@ -175,7 +175,7 @@ class LeanCs:
         participant = LeanParticipant(aor, conf_id, uri.decode(), contact, LeanDialog.uas(invite, token(6)))
         self._participants[invite.call_id] = participant
         self._by_aor.setdefault(aor, []).append(invite.call_id)
-        self._waits.set(("invite", aor), participant)
+        self._board.set(("invite", aor), participant)
         if self.mrfp is None:
             port, self._next_port = self._next_port, self._next_port + 2
             self._answer(invite, participant, port, sdp_direction(invite.body), offered_pt(invite.body))
@@ -197,7 +197,7 @@ class LeanCs:
         participant.port, participant.pt = port, pt
         participant.sess = session_id()
         participant.direction = answer_direction(offered).encode()
-        self._waits.set(("allocated", participant.aor), port)
+        self._board.set(("allocated", participant.aor), port)
         self.out.respond(invite, 200, b"OK", [
             ("Contact", participant.contact), ("Allow", ALLOW_B), ("Allow-Events", b"conference"),
             ("Content-Type", SDP_B)], self._sdp(participant), to_tag=participant.dialog.local_tag, record_route=True)

@@ -1,26 +1,21 @@
 """What the lean agents share: dialog state as bytes (RFC 3261 §12), request and response
-building from the forms, identifiers, and futures keyed by what the choreography waits for."""
+building from the forms, identifiers, and Signals keyed by what the choreography waits for."""
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 import os
 import random
 import re
-import weakref
 from collections.abc import Hashable
-from typing import Any, TypeVar
+from typing import Any
 
-from harness.agents.errors import FlowTimeout
 from harness.load.lean import forms
 from harness.load.lean.endpoint import LeanEndpoint, response_target
 from harness.load.lean.head import Head, HeadError, uri_of
+from harness.load.lean.signal import Signal
 from harness.net.udp import Addr
 
 COOKIE = b"z9hG4bK"
-T = TypeVar("T")
 _HOSTPORT = re.compile(rb"^(?:sips?):(?:[^@;>?]*@)?(\[[^\]]+\]|[^:;>?]+)(?::([0-9]+))?", re.I)
 
 
@@ -36,52 +31,6 @@ def session_id() -> int:
 def token(n: int) -> bytes:
     """n random bytes as hex (tags: 6, branches: 8, Call-ID: 12; RFC 3261 §19.3, §8.1.1.4)."""
     return b"%0*x" % (2 * n, _RNG.getrandbits(8 * n))
-
-
-class _Deadlines:
-    """The bounds of every pending `within()` on one loop: a heap of (deadline, sequence, future,
-    what) and one loop timer at the earliest. A future that finished in time is left in the heap
-    and skipped when its deadline comes (waits end far more often than they time out)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.heap: list[tuple[float, int, asyncio.Future[Any], str]] = []
-        self.sequence = itertools.count()
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = float("inf")
-
-    def add(self, fut: asyncio.Future[Any], timeout: float, what: str) -> None:
-        at = self.loop.time() + timeout
-        heapq.heappush(self.heap, (at, next(self.sequence), fut, what))
-        if at < self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer, self.timer_at = self.loop.call_at(at, self._fire), at
-
-    def _fire(self) -> None:
-        heap, now = self.heap, self.loop.time()
-        while heap and heap[0][0] <= now:
-            _, _, fut, what = heapq.heappop(heap)
-            if not fut.done():
-                fut.set_exception(FlowTimeout(what))
-        while heap and heap[0][2].done():
-            heapq.heappop(heap)
-        self.timer, self.timer_at = (self.loop.call_at(heap[0][0], self._fire), heap[0][0]) if heap else \
-            (None, float("inf"))
-
-
-_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
-
-
-async def within(fut: asyncio.Future[T], timeout: float, what: str) -> T:
-    """`fut`'s result, or FlowTimeout("<what> within <timeout> s"): `bounded()` for a plain future,
-    without a task, a second future or a timer of its own. The timeout ends `fut` itself."""
-    loop = fut.get_loop()
-    deadlines = _DEADLINES.get(loop)
-    if deadlines is None:
-        deadlines = _DEADLINES[loop] = _Deadlines(loop)
-    deadlines.add(fut, timeout, f"{what} within {timeout:g} s")
-    return await fut
 
 
 def hop_of(uri: bytes) -> Addr:
@@ -167,7 +116,7 @@ class Sender:
         return self.new_request(method, dialog.target, route, dialog.from_value, dialog.to_value,
                                 dialog.call_id, cseq, extra, body)
 
-    def send(self, data: bytes, branch: bytes, hop: Addr, invite: bool = False) -> asyncio.Future[Head]:
+    def send(self, data: bytes, branch: bytes, hop: Addr, invite: bool = False) -> Signal[Head]:
         return self.endpoint.request(data, hop, branch, invite)
 
     def respond(self, request: Head, status: int, reason: bytes, extra: forms.Fields = (), body: bytes = b"",
@@ -201,30 +150,25 @@ def refuse(out: Sender, request: Head, problem: Exception, errors: list[str]) ->
         out.respond(request, 400, b"Bad Request")
 
 
-class Waits:
-    """Futures by key, made by whichever comes first: the waiter or the event."""
+class Board:
+    """Signals by key, made by whichever comes first: the waiter or the event."""
+
+    __slots__ = ("_signals",)
 
     def __init__(self) -> None:
-        self._futures: dict[Hashable, asyncio.Future[object]] = {}
+        self._signals: dict[Hashable, Signal[Any]] = {}
 
-    def future(self, key: Hashable) -> asyncio.Future[object]:
-        fut = self._futures.get(key)
-        if fut is None:
-            fut = self._futures[key] = asyncio.get_running_loop().create_future()
-        return fut
+    def signal(self, key: Hashable) -> Signal[Any]:
+        signal = self._signals.get(key)
+        if signal is None:
+            signal = self._signals[key] = Signal()
+        return signal
 
     def set(self, key: Hashable, value: object) -> None:
-        fut = self.future(key)
-        if not fut.done():
-            fut.set_result(value)
+        self.signal(key).set(value)
 
     def fail(self, key: Hashable, error: BaseException) -> None:
-        fut = self.future(key)
-        if not fut.done():
-            fut.set_exception(error)
+        self.signal(key).fail(error)
 
     def forget(self, key: Hashable) -> None:
-        fut = self._futures.pop(key, None)
-        if fut is not None and not fut.done():
-            fut.cancel()
-
+        self._signals.pop(key, None)

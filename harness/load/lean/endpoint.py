@@ -1,17 +1,18 @@
 """One lean SIP address on UDP: the I/O around the sans-IO Transactions (transactions.py).
 
-It owns the socket, one loop timer armed for the transactions' earliest deadline, and a future per
-client transaction (its final response, or TransactionTimeout after 64*T1). Requests and responses
-the transactions hand up go to the agent's `on_request` / `on_stray`.
+It owns the socket, the transactions' earliest deadline on the run's Clock (signal.py), and a
+Signal per client transaction (its final response, or TransactionTimeout after 64*T1), set in the
+datagram callback that brings the response. Requests and responses the transactions hand up go to
+the agent's `on_request` / `on_stray`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 
 from harness.load.lean.head import Head, HeadError
+from harness.load.lean.signal import Signal, Timer, clock
 from harness.load.lean.transactions import REQUEST, RESPONSE, Transactions
 from harness.net.udp import READ_BURST, Addr, UdpSocket
 from harness.sip.timers import T1, T2
@@ -48,9 +49,9 @@ class LeanEndpoint:
         self.errors: list[str] = []  # what the agent raised on a message (it is dropped, the endpoint lives on)
         self.t1 = t1
         self.sock: UdpSocket | None = None
-        self.loop = asyncio.get_running_loop()
-        self._futures: dict[bytes, asyncio.Future[Head]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self.clock = clock()
+        self._waiting: dict[bytes, Signal[Head]] = {}
+        self._timer: Timer | None = None
         self._timer_at: float | None = None
 
     @property
@@ -62,17 +63,14 @@ class LeanEndpoint:
         return self.core.retransmitted
 
     async def open(self) -> LeanEndpoint:
-        self.sock = await UdpSocket.bind(self.ip, self.port, self._datagram, burst=self.burst)
+        self.sock = UdpSocket.open(self.ip, self.port, self._datagram, burst=self.burst)
         return self
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for fut in self._futures.values():
-            if not fut.done():
-                fut.cancel()
-        self._futures.clear()
+        self._waiting.clear()  # their waiters end by their own bounds
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -82,20 +80,20 @@ class LeanEndpoint:
         if self.sock is not None:
             self.sock.sendto(data, addr)
 
-    def request(self, data: bytes, addr: Addr, branch: bytes, invite: bool) -> asyncio.Future[Head]:
-        """Send a request; the future gets its final response (or TransactionTimeout)."""
-        fut: asyncio.Future[Head] = self.loop.create_future()
-        now = self.loop.time()
+    def request(self, data: bytes, addr: Addr, branch: bytes, invite: bool) -> Signal[Head]:
+        """Send a request; the Signal gets its final response (or TransactionTimeout)."""
+        signal: Signal[Head] = Signal()
+        now = self.clock.time()
         self.core.request(data, addr, branch, invite, now)
-        self._futures[branch] = fut  # a waiter that gives up leaves the transaction to its timers
+        self._waiting[branch] = signal  # a waiter that gives up leaves the transaction to its timers
         self.send(data, addr)
         if self._timer_at is None or now + self.t1 < self._timer_at:
             self._arm()
-        return fut
+        return signal
 
     def respond(self, request: Head, data: bytes, addr: Addr) -> None:
         """Send a response to `request`; kept for retransmissions (a 2xx to INVITE resent until ACK)."""
-        now = self.loop.time()
+        now = self.clock.time()
         self.core.respond(request, data, addr, now)
         self.send(data, addr)
         if self._timer_at is None or now + self.t1 < self._timer_at:
@@ -110,20 +108,21 @@ class LeanEndpoint:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = None if at is None else self.loop.call_at(at, self._expire)
+        self._timer = None if at is None else self.clock.at(at, self._expire)
         self._timer_at = at
 
     def _expire(self) -> None:
         self._timer = self._timer_at = None
         core = self.core
-        core.expire(self.loop.time())
+        core.expire(self.clock.time())
         self._flush()
         for branch in core.timed_out:
-            fut = self._futures.pop(branch, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(TransactionTimeout(f"no final response within {64 * self.t1:g} s"))
+            signal = self._waiting.pop(branch, None)
+            if signal is not None:
+                signal.fail(TransactionTimeout(f"no final response within {64 * self.t1:g} s"))
         core.timed_out.clear()
-        self._arm()
+        if self.sock is not None:
+            self._arm()
 
     def _flush(self) -> None:
         outbox = self.core.outbox
@@ -133,16 +132,16 @@ class LeanEndpoint:
             outbox.clear()
 
     def _datagram(self, data: bytes, addr: Addr) -> None:
-        got = self.core.receive(data, addr, self.loop.time())
+        got = self.core.receive(data, addr, self.clock.time())
         if got is None:
             self._flush()
             return
         kind, head = got
         try:
             if kind is RESPONSE:
-                fut = self._futures.pop(head.branch, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(head)
+                signal = self._waiting.pop(head.branch, None)
+                if signal is not None:
+                    signal.set(head)  # its waiter runs now, inside this callback
             elif kind is REQUEST:
                 self.on_request(head, addr)
             else:

@@ -1,8 +1,8 @@
 """A lean UE: the same A.2.1 behaviour as harness/agents/ue.py (call, hold, refer, bye; answer
 INVITE and re-INVITE, accept REFER as a transferee with NOTIFY 100 and a final NOTIFY at most one
-per second, answer NOTIFY and BYE), on bytes. The choreography awaits the same methods, so the
-step table's actions (harness/flows/a2_1/play.py) drive it unchanged but for the few in
-harness/load/lean/actions.py.
+per second, answer NOTIFY and BYE), on bytes. What it is asked to do returns a Signal (signal.py):
+the lean choreography (conduct.py, driven by the step table) yields them, and each is set in the
+datagram callback that brings its answer.
 
 Media: with `media` a call binds its RTP/RTCP sockets and runs the reference MediaLeg exactly as the
 reference UE does (the verifier judges it); without, the SDP names a port nobody binds and no RTP
@@ -11,7 +11,6 @@ is sent (a signalling-only load, like SIPp's built-in uac/uas).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from dataclasses import dataclass, field
@@ -23,20 +22,20 @@ from harness.agents.topology import USER, Topology
 from harness.agents.ua import ALLOW, SDP_TYPE, WAIT
 from harness.agents.ue import NOTIFY_MARGIN, TONES
 from harness.load.lean.dialog import (
+    Board,
     LeanDialog,
     Sender,
-    Waits,
     answer_other,
     hop_of,
     refuse,
     session_id,
     token,
-    within,
 )
 from harness.load.lean.endpoint import LeanEndpoint, TransactionTimeout
 from harness.load.lean.forms import SDP_FORMS
 from harness.load.lean.head import Head, HeadError, uri_of
-from harness.net.udp import Addr, bind_rtp_pair
+from harness.load.lean.signal import Flow, Signal, all_done, clock, from_coroutine, play, wait
+from harness.net.udp import Addr, open_rtp_pair
 from harness.rtp.rtcp import INTERVAL
 from harness.sip.sdp import Sdp, answer_direction
 
@@ -75,21 +74,16 @@ class LeanCall:
 
 @dataclass(eq=False)
 class LeanReferral:
-    """A REFER this UE sent and its implicit subscription (RFC 3515 §2.4.4)."""
+    """A REFER this UE sent and its implicit subscription (RFC 3515 §2.4.4): `first` gets the first
+    NOTIFY, `final` the status of the final one's sipfrag."""
 
     call: LeanCall
     event_id: bytes
-    first: asyncio.Future[Head]
-    final: asyncio.Future[int]
+    first: Signal[Head] = field(default_factory=Signal)
+    final: Signal[int] = field(default_factory=Signal)
     referrer: str = "UE-1"
     response: Head | None = None
     notifies: int = 0
-
-    async def wait_first_notify(self, timeout: float = WAIT) -> Head:
-        return await within(self.first, timeout, f"{self.referrer} did not receive a NOTIFY for its REFER")
-
-    async def wait_final(self, timeout: float = WAIT) -> int:
-        return await within(self.final, timeout, f"{self.referrer} did not receive the final NOTIFY for its REFER")
 
 
 class LeanUe:
@@ -116,37 +110,41 @@ class LeanUe:
         self._next_port = topology.rtp_base_port
         self._dialogs: dict[bytes, LeanCall] = {}  # by Call-ID (one dialog per Call-ID here)
         self._acks: dict[tuple[bytes, bytes], tuple[bytes, Addr]] = {}
-        self._waits = Waits()
-        self._tasks = TaskSet(self.role, self.errors)
-        self._acting: set[asyncio.Task[None]] = set()  # REFERs being acted on: each owes a final NOTIFY
+        self._board = Board()
+        self._tasks = TaskSet(self.role, self.errors)  # media legs stopping (media on)
+        self._acting: list[Signal[None]] = []  # REFERs being acted on: each owes a final NOTIFY
         self._ip_b = self.ip.encode()
         self.endpoint: LeanEndpoint | None = None
         self.out: Sender | None = None
 
     async def start(self) -> None:
+        self.clock = clock()  # the running loop's
         self.endpoint = await LeanEndpoint(self.ip, self.port, self._request, self._stray, burst=1).open()
         self.endpoint.errors = self.errors
         self.out = Sender(self.endpoint, self.ip, self.port)
 
     async def stop(self) -> None:
         # RFC 3515 §2.4.5: a REFER being acted on ends with a final NOTIFY, also when the flow gave up
-        # first (a failed join); those tasks are bounded by their own waits.
-        acting = [task for task in self._acting if not task.done()]
+        # first (a failed join); those flows are bounded by their own waits.
+        acting = [signal for signal in self._acting if not signal.done]
         if acting:
-            await asyncio.wait(acting, timeout=2 * self.wait + 1.0)
+            with contextlib.suppress(FlowTimeout):
+                await wait(self.clock.within(all_done(acting), 2 * self.wait + 1.0, f"{self.role}'s REFERs"))
         await self._tasks.cancel()
-        await asyncio.gather(*(c.leg.stop() for c in self.calls if c.leg is not None), return_exceptions=True)
+        legs = [c.leg.stop() for c in self.calls if c.leg is not None]
+        for leg_stop in legs:
+            await leg_stop
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
 
     # --- media ------------------------------------------------------------------------------------
 
-    async def _open_media(self) -> tuple[int, MediaLeg | None]:
+    def _open_media(self) -> tuple[int, MediaLeg | None]:
         if not self.media:
             port, self._next_port = self._next_port, self._next_port + 2
             return port, None
-        rtp, rtcp = await bind_rtp_pair(self.ip, self._next_port)
+        rtp, rtcp = open_rtp_pair(self.ip, self._next_port)
         self._next_port = rtp.local[1] + 2
         return rtp.local[1], MediaLeg(rtp, rtcp, self.tone_hz, self.cname, self.rtcp_interval)
 
@@ -162,13 +160,16 @@ class LeanUe:
 
     # --- active side ------------------------------------------------------------------------------
 
-    async def call(self, target_uri: str, referred_by: bytes | None = None) -> LeanCall:
-        """INVITE with a sendrecv offer through the outbound route, await the 2xx, ACK; media starts."""
+    def call(self, target_uri: str, referred_by: bytes | None = None) -> Signal[LeanCall]:
+        """INVITE with a sendrecv offer through the outbound route, the 2xx, ACK; media starts."""
+        return play(self._calling(target_uri, referred_by))
+
+    def _calling(self, target_uri: str, referred_by: bytes | None) -> Flow[LeanCall]:
         assert self.out is not None
-        port, leg = await self._open_media()
+        port, leg = self._open_media()
         call = LeanCall(str(target_uri), "", True, port, session_id(), 1, b"sendrecv", b"", leg=leg)
         self._set_sdp(call, 1, b"sendrecv")
-        call_id = token(12) + b"@" + self.ip.encode()
+        call_id = token(12) + b"@" + self._ip_b
         tag = token(6)
         from_value = self.local + b";tag=" + tag
         extra = [("Contact", self.contact), ("Allow", ALLOW_B)]
@@ -181,12 +182,12 @@ class LeanUe:
         call.call_id = call_id.decode()
         self.calls.append(call)
         self._dialogs[call_id] = call
-        response = await self._final(self.out.send(data, branch, self.first_hop, invite=True),
-                                     f"{self.role} did not receive a final response to INVITE {target_uri}")
+        response = yield from self._final(self.out.send(data, branch, self.first_hop, invite=True),
+                                          f"{self.role} did not receive a final response to INVITE {target_uri}")
         if not 200 <= response.status < 300:
             call.ended = True
             if leg is not None:
-                await leg.stop()
+                yield from_coroutine(leg.stop())
             raise FlowError(f"{self.role}: INVITE {target_uri} answered {response.status}", response.status,
                             "Failed")
         call.dialog = LeanDialog.uac(from_value, tag, response)
@@ -205,64 +206,77 @@ class LeanUe:
         self._acks[(response.call_id, response.cseq)] = (data, call.dialog.hop)
         self.out.endpoint.send(data, call.dialog.hop)
 
-    async def _final(self, fut: asyncio.Future[Head], what: str) -> Head:
+    def _final(self, signal: Signal[Head], what: str) -> Flow[Head]:
+        """The final response, within `wait`; Timer B/F's end as a FlowTimeout."""
         try:
-            return await within(fut, self.wait, what)
+            response: Head = yield self.clock.within(signal, self.wait, what)
         except TransactionTimeout:
             raise FlowTimeout(f"{what} (no final response within 64*T1)") from None
+        return response
 
-    async def hold(self, call: LeanCall) -> Head:
-        """re-INVITE with a=sendonly and o= version + 1 (RFC 3264 §8.4); returns the 2xx."""
+    def hold(self, call: LeanCall) -> Signal[Head]:
+        """re-INVITE with a=sendonly and o= version + 1 (RFC 3264 §8.4); its 2xx."""
+        return play(self._holding(call))
+
+    def _holding(self, call: LeanCall) -> Flow[Head]:
         assert self.out is not None and call.dialog is not None
         self._set_sdp(call, call.version + 1, b"sendonly")
         data, branch = self.out.in_dialog(call.dialog, b"INVITE", [
             ("Contact", self.contact), ("Allow", ALLOW_B), ("Content-Type", SDP_B)], call.body)
-        response = await self._final(self.out.send(data, branch, call.dialog.hop, invite=True),
-                                     f"{self.role} did not receive a final response to the hold re-INVITE")
+        response = yield from self._final(self.out.send(data, branch, call.dialog.hop, invite=True),
+                                          f"{self.role} did not receive a final response to the hold re-INVITE")
         if not 200 <= response.status < 300:
             raise FlowError(f"{self.role}: hold re-INVITE answered {response.status}")
         self._ack(call, response)
         self._apply(call, response.body)
         return response
 
-    async def refer(self, call: LeanCall, refer_to: str) -> LeanReferral:
-        """In-dialog REFER (one Refer-To, Referred-By, Contact); returns once the 2xx arrived."""
+    def refer(self, call: LeanCall, refer_to: str) -> Signal[LeanReferral]:
+        """In-dialog REFER (one Refer-To, Referred-By, Contact); set once the 2xx arrived."""
+        return play(self._referring(call, refer_to))
+
+    def _referring(self, call: LeanCall, refer_to: str) -> Flow[LeanReferral]:
         assert self.out is not None and call.dialog is not None
         data, branch = self.out.in_dialog(call.dialog, b"REFER", [
             ("Refer-To", f"<{refer_to}>".encode()), ("Referred-By", self.local), ("Contact", self.contact)])
-        loop = asyncio.get_running_loop()
         # Registered before sending: the first NOTIFY may overtake the 202 (RFC 3515 §2.4.4).
-        referral = LeanReferral(call, b"%d" % call.dialog.local_cseq, loop.create_future(), loop.create_future(),
-                                self.role)
+        referral = LeanReferral(call, b"%d" % call.dialog.local_cseq, referrer=self.role)
         call.referrals.append(referral)
-        response = await self._final(self.out.send(data, branch, call.dialog.hop),
-                                     f"{self.role} did not receive a final response to REFER")
+        response = yield from self._final(self.out.send(data, branch, call.dialog.hop),
+                                          f"{self.role} did not receive a final response to REFER")
         referral.response = response
         if not 200 <= response.status < 300:
             raise FlowError(f"{self.role}: REFER answered {response.status}")
         return referral
 
-    async def bye(self, call: LeanCall) -> bool:
+    def bye(self, call: LeanCall) -> Signal[bool]:
+        return play(self._ending(call))
+
+    def _ending(self, call: LeanCall) -> Flow[bool]:
         assert self.out is not None and call.dialog is not None
         data, branch = self.out.in_dialog(call.dialog, b"BYE")
         call.ended = True
-        if call.leg is not None:
-            await call.leg.stop()
-        response = await self._final(self.out.send(data, branch, call.dialog.hop),
-                                     f"{self.role} did not receive a final response to BYE")
+        if call.leg is not None:  # media ends before the BYE leaves, as the reference UE does it
+            yield from_coroutine(call.leg.stop())
+        response = yield from self._final(self.out.send(data, branch, call.dialog.hop),
+                                          f"{self.role} did not receive a final response to BYE")
         if not 200 <= response.status < 300:
             raise FlowError(f"{self.role}: BYE answered {response.status}")
         return True
 
-    # --- waits ------------------------------------------------------------------------------------
+    def _stop_leg(self, call: LeanCall) -> None:
+        if call.leg is not None:
+            self._tasks.spawn(call.leg.stop(), "stop media")
 
-    async def wait_call_from(self, peer: str, timeout: float | None = None) -> LeanCall:
-        return await within(self._waits.future(("call", peer)), timeout or self.wait,  # type: ignore[return-value]
-                            f"{self.role} did not receive an INVITE and ACK from {peer}")
+    # --- what the choreography waits for ----------------------------------------------------------
 
-    async def wait_join(self, timeout: float | None = None) -> LeanCall:
-        return await within(self._waits.future("joined"), timeout or self.wait,  # type: ignore[return-value]
-                            f"{self.role} did not establish the call to the Refer-To target")
+    def call_from(self, peer: str) -> Signal[LeanCall]:
+        """Set when an INVITE from `peer` was answered and ACKed."""
+        return self._board.signal(("call", peer))
+
+    def joined(self) -> Signal[LeanCall]:
+        """Set when the call to a Refer-To target is up (failed when the join failed)."""
+        return self._board.signal("joined")
 
     # --- passive side -----------------------------------------------------------------------------
 
@@ -279,7 +293,7 @@ class LeanUe:
         method = head.method
         try:
             if method == b"INVITE" and head.to_tag is None:
-                self._tasks.spawn(self._answer_new(head), "answer INVITE")
+                self._answer_new(head)
                 return
             call = self._dialogs.get(head.call_id)
             if method == b"ACK":
@@ -288,7 +302,7 @@ class LeanUe:
                     self.endpoint.acked(head.call_id, head.cseq)
                     if not call.acked:
                         call.acked = True
-                        self._waits.set(("call", call.peer), call)
+                        self._board.set(("call", call.peer), call)
                 return
             if call is None or call.dialog is None or head.to_tag != call.dialog.local_tag:
                 out.respond(head, 481, b"Call/Transaction Does Not Exist")
@@ -302,8 +316,7 @@ class LeanUe:
             elif method == b"BYE":
                 out.respond(head, 200, b"OK")
                 call.ended = True
-                if call.leg is not None:
-                    self._tasks.spawn(call.leg.stop(), "stop media")
+                self._stop_leg(call)
             elif method == b"REFER":
                 self._accept_refer(head, call)
             elif method == b"NOTIFY":
@@ -313,10 +326,10 @@ class LeanUe:
         except (HeadError, ValueError) as exc:
             refuse(out, head, exc, self.errors)
 
-    async def _answer_new(self, invite: Head) -> None:
+    def _answer_new(self, invite: Head) -> None:
         """200 with an RFC 3264 §6.1 answer; media to the offer's c=/m= address."""
         assert self.out is not None
-        port, leg = await self._open_media()
+        port, leg = self._open_media()
         tag = token(6)
         peer = uri_of(invite.from_).decode()
         call = LeanCall(peer, invite.call_id.decode(), False, port, session_id(), 1, b"", b"",
@@ -353,12 +366,18 @@ class LeanUe:
             return
         self.out.respond(refer, 202, b"Accepted", [("Contact", self.contact)])
         event = b"refer;id=" + refer.cseq  # RFC 3515 §2.4.6
-        loop = asyncio.get_running_loop()
         first = self._notify(call, event, b"SIP/2.0 100 Trying\r\n", final=False)
-        self._acting.add(self._tasks.spawn(self._act_on_refer(call, event, target.split(b";method=")[0].decode(),
-                                                             refer.referred_by, first, loop.time()), "act on REFER"))
+        acting = play(self._act_on_refer(call, event, target.split(b";method=")[0].decode(), refer.referred_by,
+                                         first, self.clock.time()))
+        acting.then(self._acted)
+        self._acting = [signal for signal in self._acting if not signal.done]
+        self._acting.append(acting)
 
-    def _notify(self, call: LeanCall, event: bytes, sipfrag: bytes, final: bool) -> asyncio.Future[Head]:
+    def _acted(self, acting: Signal[None]) -> None:
+        if acting.error is not None:
+            self.errors.append(f"act on REFER: {type(acting.error).__name__}: {acting.error}")
+
+    def _notify(self, call: LeanCall, event: bytes, sipfrag: bytes, final: bool) -> Signal[Head]:
         assert self.out is not None and call.dialog is not None
         state = b"terminated;reason=noresource" if final else b"active;expires=60"
         data, branch = self.out.in_dialog(call.dialog, b"NOTIFY", [
@@ -366,14 +385,14 @@ class LeanUe:
             ("Contact", self.contact)], sipfrag)
         return self.out.send(data, branch, call.dialog.hop)
 
-    async def _act_on_refer(self, call: LeanCall, event: bytes, target: str, referred_by: bytes | None,
-                            first: asyncio.Future[Head], first_at: float) -> None:
+    def _act_on_refer(self, call: LeanCall, event: bytes, target: str, referred_by: bytes | None,
+                      first: Signal[Head], first_at: float) -> Flow[None]:
         """RFC 3515 §2.4.2: INVITE the Refer-To URI, Referred-By copied (RFC 3892 §2.2); the outcome in
         the final NOTIFY, no sooner than a second after the first (§3.10) and after its answer."""
         status, reason = 500, b"Server Internal Error"
         try:
-            join = await self.call(target, referred_by=referred_by)
-            self._waits.set("joined", join)
+            join = yield from self._calling(target, referred_by)
+            self._board.set("joined", join)
             status, reason = 200, b"OK"
         except FlowTimeout:
             status, reason = 408, b"Request Timeout"
@@ -383,14 +402,13 @@ class LeanUe:
         except (HeadError, ValueError) as exc:  # a 2xx we cannot build a dialog from: still reported
             self.errors.append(f"joining {target}: {exc}")
         if status >= 300:  # whoever waits for the join learns now that it failed
-            self._waits.fail("joined", FlowError(f"{self.role}: joining {target} failed with {status}"))
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(max(0.0, first_at + 1.0 - loop.time()) + NOTIFY_MARGIN)
-        if not first.done():  # bounded: it ends one way or another
+            self._board.fail("joined", FlowError(f"{self.role}: joining {target} failed with {status}"))
+        yield self.clock.sleep(max(0.0, first_at + 1.0 - self.clock.time()) + NOTIFY_MARGIN)
+        if not first.done:  # bounded: it ends one way or another
             with contextlib.suppress(FlowTimeout, TransactionTimeout):
-                await within(first, self.wait, f"{self.role}: the first NOTIFY's answer")
-        response = await self._final(self._notify(call, event, b"SIP/2.0 %d %s\r\n" % (status, reason), final=True),
-                                     f"{self.role} did not receive a final response to its final NOTIFY")
+                yield self.clock.within(first, self.wait, f"{self.role}: the first NOTIFY's answer")
+        response = yield from self._final(self._notify(call, event, b"SIP/2.0 %d %s\r\n" % (status, reason), final=True),
+                                          f"{self.role} did not receive a final response to its final NOTIFY")
         if not 200 <= response.status < 300:
             self.errors.append(f"final NOTIFY answered {response.status}")
 
@@ -406,11 +424,10 @@ class LeanUe:
             return
         self.out.respond(notify, 200, b"OK")
         referral.notifies += 1
-        if not referral.first.done():
-            referral.first.set_result(notify)
+        referral.first.set(notify)
         status_line = notify.body.split(b"\n", 1)[0].split(b" ", 2)
         status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
         final = (notify.substate or b"").lower().startswith(b"terminated") or status >= 200
-        if final and not referral.final.done():
-            referral.final.set_result(status)
+        if final:
+            referral.final.set(status)
 
