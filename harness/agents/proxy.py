@@ -45,6 +45,11 @@ from harness.sip.message import Header, SipMessage
 
 log = logging.getLogger(__name__)
 
+try:  # CPython's own SHA-1: the same digest as OpenSSL's, a third cheaper for a short input
+    from _sha1 import sha1 as _sha1
+except ImportError:  # pragma: no cover - another interpreter
+    _sha1 = hashlib.sha1
+
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE"})
 DEFAULT_MAX_FORWARDS = 70
 
@@ -299,39 +304,79 @@ _SIMPLE_VIA = re.compile(r"SIP/2\.0/UDP ((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?::([0-9
 # Header params of token names and values (a To's after its <uri>), as parse_params reads them plainly.
 _PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~]+)?)*")
 _CACHE_LIMIT = 4096
+_RECENT_SHAPES = 4  # shapes tried per (line count, start) before the names are read
+
+# The common forms, read with one regex instead of the general parsers (whose lru_caches a load
+# run churns: every dialog brings new branches, tags and UEs). Each is a subset of what the
+# general parser accepts, read exactly as it reads it; anything else takes the general parser.
+_HOST = rb"[0-9][0-9.]*"  # digits and dots: a valid host to the Via parser, matched faster than strict IPv4
+_TOKEN_CHAR = rb"[A-Za-z0-9\-.!%*_+`'~]"
+# A request's top Via line as UAs and proxies write it: a numeric sent-by host, a port as int() prints it
+# back, `;branch=z9hG4bK...`, at most a bare `;rport` after it, no trailing blanks. Its params are
+# then lower-case and distinct, so what the reference path writes back (§18.2.1 / RFC 3581) is
+# the line itself with `=port;received=ip` or `;received=ip` appended.
+_SENDER_VIA = re.compile(rb"[^:]*:[ \t]*SIP/2\.0/UDP (" + _HOST + rb")(?::(0|[1-9][0-9]{0,4}))?;branch=(z9hG4bK"
+                         + _TOKEN_CHAR + rb"*)(;rport)?")
+# A Via line a response brings back as this harness writes it (a proxy's own, or a sender's
+# patched as above): its sent-by and where the response goes, read off without the Via parser.
+_RETURN_VIA = re.compile(rb"[^:]*:[ \t]*SIP/2\.0/UDP (" + _HOST + rb")(?::([0-9]{1,5}))?;branch=" + _TOKEN_CHAR
+                         + rb"+(?:;rport=([0-9]{1,5}))?(?:;received=(" + _HOST + rb"))?")
+# `sip:[user@]a.b.c.d[:port]` without params or headers: SipUri.parse takes it, and its host_port
+# is (a.b.c.d, port or 5060) - a Request-URI or a To URI that needs no parser.
+_PLAIN_SIP_URI = re.compile(r"sip:(?:[A-Za-z0-9\-_.!~*'()%+]+@)?((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?::([0-9]{1,5}))?")
 
 # (protocol, host as written, port or None, params, sent_by, simple, where a response goes): what a
 # Via value says; simple: the common form, whose patched text (received=IPv4, rport=digits) stays so.
 ViaParts = tuple[str, str, "int | None", dict[str, "str | None"], Addr, bool, Addr]
-# (ip:port, our Via line up to the branch value, our Record-Route line, the branch hash's prefix,
-# whether our Via is in _SIMPLE_VIA's form): what a proxy writes.
-Own = tuple[Addr, bytes, bytes, bytes, bool]
+# (ip:port, our Via line up to the branch's hash, our Record-Route line, the branch hash's
+# prefix): what a proxy writes.
+Own = tuple[Addr, bytes, bytes, bytes]
+# (pop our URI from the top of Route, the first Route line as it stays - None: it goes -, the
+# next Route value): what a request's Route lines say to this proxy.
+Routes = tuple[bool, "bytes | None", "str | None"]
 # The kinds of interesting header lines -> their indexes in the head's lines.
 Found = dict[str, list[int]]
+
+
+class Shape(NamedTuple):
+    """Where the interesting lines of a head with a given tuple of header names are (indexes in
+    its lines, the start line 0): worked out once per shape, unpacked by every forward."""
+
+    content_length: int
+    cseq: int | None
+    to: int | None
+    max_forwards: int | None
+    vias: tuple[int, ...]
+    routes: tuple[int, ...]
+    record_route: int | None  # the first Record-Route line
+
+    @classmethod
+    def of(cls, found: Found) -> Shape:
+        def one(kind: str) -> int | None:
+            return found[kind][0] if kind in found else None
+
+        return cls(found["content-length"][0], one("cseq"), one("to"), one("max-forwards"),
+                   tuple(found.get("via", ())), tuple(found.get("route", ())), one("record-route"))
 
 
 # Caches of what a line or value says, whichever proxy reads it; each bounded by _CACHE_LIMIT.
 _TAGS: dict[bytes, bool] = {}  # To line -> has a tag
 _NAMES: dict[bytes, str] = {}  # header name as written before ':' -> kind or "" (uninteresting)
-_SHAPES: dict[tuple[bytes, ...], Found | None] = {}  # header names of a head -> their lines
+_SHAPES: dict[tuple[bytes, ...], Shape | None] = {}  # header names of a head -> its Shape
 _STARTS: dict[bytes, tuple[str, str] | None] = {}  # request line -> (method, URI) or None
 _STATUSES: dict[bytes, str | None] = {}  # status line -> status code or None
 _CSEQS: dict[bytes, str | None] = {}  # CSeq line -> method or None (does not parse)
-# Via line whose value is one non-empty value -> its parts (the lines a proxy writes entered as it
-# writes them: the responses bring them back).
-_VIAS: dict[bytes, ViaParts] = {}
 _LENGTHS: dict[bytes, int | None] = {}  # Content-Length line -> its number, None when not one
 _HOPS: dict[bytes, bytes] = {}  # Max-Forwards line -> the line to send
+# Via line a proxy has written (its own, or a sender's patched) -> where a response bringing it
+# back below the top Via goes: the responses find it here instead of parsing it again.
+_RETURNS: dict[bytes, Addr] = {}
 
 
 def clear_caches() -> None:
     """Empty the caches the fast paths share (benchmarks measure them cold)."""
-    for cache in (_TAGS, _NAMES, _SHAPES, _STARTS, _STATUSES, _CSEQS, _VIAS, _HOPS, _LENGTHS):
+    for cache in (_TAGS, _NAMES, _SHAPES, _STARTS, _STATUSES, _CSEQS, _HOPS, _LENGTHS, _RETURNS):
         cache.clear()
-
-
-def _first(change: tuple[int, bytes | None]) -> int:
-    return change[0]
 
 
 def _value(line: bytes) -> bytes:
@@ -361,6 +406,95 @@ def _parse_via(text: str) -> ViaParts:
     return via.protocol, via.host, via.port, via.params, via.sent_by, False, Proxy._via_target(via)
 
 
+def _plain_uri_address(text: str, start: int, end: int) -> Addr | None:
+    """host_port of the URI text[start:end] when it is in _PLAIN_SIP_URI's form, else None."""
+    plain = _PLAIN_SIP_URI.fullmatch(text, start, end)
+    if plain is None:
+        return None
+    port = int(plain[2]) if plain[2] is not None else 5060
+    return (plain[1], port) if port <= 65535 else None
+
+
+def _sender_via(line: bytes, source: Addr) -> tuple[bytes, bytes] | None:
+    """(the request's top Via line as the reference path writes it back - `received` and `rport`
+    noted, §18.2.1 / RFC 3581 -, its branch), None when the line holds no value or several, or
+    the branch is RFC 2543's (the reference path hashes the transaction identifiers instead)."""
+    plain = _SENDER_VIA.fullmatch(line)
+    if plain is None:
+        return _sender_via_parsed(line, source)
+    host, port, branch, bare_rport = plain.groups()
+    if port is not None and len(port) == 5 and int(port) > 65535:
+        return None  # the Via parser's 400
+    sent_port = int(port) if port is not None else 5060
+    ip = source[0]
+    if bare_rport is not None:
+        line = b"%s=%d;received=%s" % (line, source[1], ip.encode())
+        _returns(line, (ip, source[1] or sent_port))
+    elif host.decode() != ip:
+        line += b";received=" + ip.encode()
+        _returns(line, (ip, sent_port))
+    return line, branch
+
+
+def _sender_via_parsed(line: bytes, source: Addr) -> tuple[bytes, bytes] | None:
+    """`_sender_via` of a line in any form: parsed, patched, and written as str(Via) would."""
+    text = _text(line)
+    if not text or "," in text:
+        return None
+    protocol, host, port, params, sent_by, _, _ = _parse_via(text)
+    branch = params.get("branch") or ""
+    if not branch.startswith(MAGIC_COOKIE):
+        return None
+    ip = source[0]
+    moved = sent_by[0] != ip
+    bare_rport = "rport" in params and params["rport"] is None
+    if moved or bare_rport:
+        params = dict(params)
+        if moved:
+            params["received"] = ip
+        if bare_rport:
+            params["rport"] = str(source[1])
+            params.setdefault("received", ip)
+        # str(Via(protocol, host, port, params)), as the reference path writes it back (the names
+        # are tokens: parsed, or ours)
+        formatted = "".join([f";{name}" if value is None else f";{name}={value}" for name, value in params.items()])
+        patched = f"{protocol} {host}{formatted}" if port is None else f"{protocol} {host}:{port}{formatted}"
+        line = line[:len(line) - len(_value(line))] + patched.encode()
+    return line, branch.encode()
+
+
+def _own_via(incoming: bytes, own: Own) -> bytes:
+    """Our Via line, its branch as `Proxy.branch_for` derives it from the incoming top branch
+    (§16.11). Not remembered: in a load run every transaction brings a new branch."""
+    line = own[1] + _sha1(own[3] + incoming).hexdigest()[:20].encode()
+    _returns(line, own[0])
+    return line
+
+
+def _returns(line: bytes, target: Addr) -> None:
+    """Remember where a response goes that brings back this Via line we have written."""
+    if len(_RETURNS) > _CACHE_LIMIT:
+        _RETURNS.clear()
+    _RETURNS[line] = target
+
+
+def _response_target(line: bytes) -> Addr | None:
+    """Where a response goes by the Via line below ours (§18.2.2, RFC 3581): its first value's
+    received (else sent-by host) and rport (else sent-by port); None when it has no value."""
+    known = _RETURNS.get(line)
+    if known is not None:
+        return known
+    plain = _RETURN_VIA.fullmatch(line)
+    if plain is None:
+        text = first_comma_value(_text(line))
+        return None if text is None else _parse_via(text)[6]
+    host, port_text, rport, received = plain.groups()
+    port = int(port_text) if port_text is not None else 5060
+    if port > 65535:
+        raise ValueError(f"Via port {port}")  # the Via parser's 400
+    return (received or host).decode(), (int(rport) if rport else 0) or port
+
+
 def _via_target(params: dict[str, str | None], sent_by: Addr) -> Addr:
     """`Proxy._via_target`: received (else sent-by host), rport (else sent-by port)."""
     rport = params.get("rport")
@@ -373,28 +507,34 @@ class FastPath:
 
     The outcome for every datagram it accepts is the one `Proxy.route_request` /
     `Proxy.route_response` + `to_wire` give (unit-tested byte for byte); the values it parses use
-    the same parsers (NameAddr, CSeq, Via - whose common form `_parse_via` reads as Via.parse
-    would, a third of the CPU otherwise). The head is split into lines once, checked by one
-    `translate` (printable ASCII) and one `findall` (each line's name), and its interesting lines
-    come from the tuple of names (a load run's messages have a few shapes). Edits are whole lines:
-    a value replaced (Via received/rport, Max-Forwards, the first Route line), a line removed (our
-    Route, our Via in a response) or inserted (our Via above the first Via line, Record-Route above
-    the first Record-Route line or after the last header line). What a line says is cached,
-    bounded, per line: shared by all proxies where it does not depend on the proxy (the S-CSCF
-    reads what the P-CSCF has just read or written; the Via lines a proxy writes are entered as it
-    writes them, for the responses that bring them back), per proxy for Route lists and branches.
+    the same parsers (NameAddr, CSeq, Via), except for the common forms one regex reads exactly as
+    they would (`_SENDER_VIA`, `_RETURN_VIA`, `_PLAIN_SIP_URI`, `_SIMPLE_VIA`).
+
+    Where the CPU goes, in a load run (every dialog brings new branches, tags, UEs, so a cache of
+    what such a line says misses and churns): the head is split into lines once and checked by one
+    `translate` (printable ASCII); its shape (the tuple of header names) gives the interesting
+    lines' indexes (`Shape`), a shape the proxy has met recognised by one `startswith` per line,
+    another read by one `findall`. A request's top Via is patched by appending to it, our Via's
+    branch is hashed afresh (retransmissions are rare), a response's top Via is recognised as ours
+    by its prefix and the next one read from `_RETURNS` (the Via lines the proxies wrote) or by
+    `_RETURN_VIA`. Edits are whole lines: a value replaced (Via received/rport, Max-Forwards, the
+    first Route line), a line joined below ours (our Via, our Record-Route) or removed (our Route,
+    our Via in a response). What repeats across dialogs (request and status lines, CSeq,
+    Max-Forwards, Content-Length and To lines, header names, shapes) is cached per line, bounded,
+    shared by all proxies; Route sets and URI targets per proxy.
     """
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.taken = 0  # datagrams forwarded here (tests and benchmarks look)
         self._route_cache: dict[str, tuple[bool, Addr | None]] = {}
-        self._routes_cache: dict[tuple[bytes, ...], tuple[bool, str | None, str | None]] = {}
-        self._branches: dict[str, bytes] = {}  # incoming top branch -> our Via line (§16.11: retransmissions)
+        self._routes_cache: dict[tuple[bytes, ...], Routes] = {}
+        # (line count, first 12 bytes) -> (each line's expected start, its Shape), latest first
+        self._recent: dict[tuple[int, bytes], list[tuple[tuple[bytes, ...], Shape]]] = {}
         # What does not depend on the proxy is shared by all of them (the S-CSCF meets the lines the
         # P-CSCF has just read or written).
         self._tag_cache, self._names, self._shapes, self._starts = _TAGS, _NAMES, _SHAPES, _STARTS
-        self._statuses, self._cseqs, self._vias, self._hops = _STATUSES, _CSEQS, _VIAS, _HOPS
+        self._statuses, self._cseqs, self._hops = _STATUSES, _CSEQS, _HOPS
         self._ours: Own | None = None
 
     @property
@@ -416,8 +556,8 @@ class FastPath:
 
     # --- shared ---------------------------------------------------------------------------------
 
-    def _head(self, data: bytes) -> tuple[list[bytes], Found, int] | None:
-        """(the head's lines, the interesting ones per kind, where the head ends) or None: not
+    def _head(self, data: bytes) -> tuple[list[bytes], Shape, int] | None:
+        """(the head's lines, where its interesting lines are, where it ends) or None: not
         printable ASCII in CRLF lines of `token[ \t]*:` form, a shape `_shape` refuses, or a
         Content-Length that is not the body's."""
         end = data.find(b"\r\n\r\n")
@@ -427,15 +567,18 @@ class FastPath:
         lines = head.split(b"\r\n")
         if len(head.translate(None, _PRINTABLE)) != 2 * (len(lines) - 1):
             return None  # a CTL, a bare CR or LF, or a byte beyond ASCII
-        names = tuple(_NAME.findall(head))
-        if len(names) != len(lines) - 1:
-            return None  # a line without a colon (folding, for one)
-        found = self._shapes.get(names, False)
-        if found is False:
-            found = self._shape(names)
-        if found is None:
-            return None
-        line = lines[found["content-length"][0]]
+        shape = self._known_shape(lines, data)
+        if shape is None:
+            names = tuple(_NAME.findall(head))
+            if len(names) != len(lines) - 1:
+                return None  # a line without a colon (folding, for one)
+            shape = self._shapes.get(names, False)
+            if shape is False:
+                shape = self._shape(names)
+            if shape is None:
+                return None
+            self._seen_shape(lines, data, names, shape)
+        line = lines[shape.content_length]
         length = _LENGTHS.get(line, -1)
         if length == -1:
             value = _value(line).rstrip(b" \t")
@@ -445,20 +588,39 @@ class FastPath:
             _LENGTHS[line] = length
         if length != len(data) - end - 4:
             return None
-        return lines, found, end
+        return lines, shape, end
 
-    def _shape(self, names: tuple[bytes, ...]) -> Found | None:
+    def _known_shape(self, lines: list[bytes], data: bytes) -> Shape | None:
+        """The Shape of a head whose lines start with the header names (and colons) of a shape
+        this proxy has met with the same line count and start - the lines, not the names, tested
+        (one `startswith` per line, no regex, no new tuple to hash); None: not one of those."""
+        for prefixes, shape in self._recent.get((len(lines), data[:12]), ()):
+            if all(map(bytes.startswith, lines, prefixes)):
+                return shape
+        return None
+
+    def _seen_shape(self, lines: list[bytes], data: bytes, names: tuple[bytes, ...], shape: Shape) -> None:
+        """Enter a shape the fast path takes for `_known_shape`, before others of its key."""
+        recent = self._recent
+        if len(recent) > _CACHE_LIMIT:
+            recent.clear()
+        key = (len(lines), data[:12])
+        others = recent.get(key, [])
+        recent[key] = [((b"", *[name + b":" for name in names]), shape), *others[:_RECENT_SHAPES - 1]]
+
+    def _shape(self, names: tuple[bytes, ...]) -> Shape | None:
         """The interesting lines per kind of a head with these header names (as written before
         their ':'), None when a name is not `token[ \t]*`, a single-value field is given twice, a
         field only the reference path judges is present or Content-Length is missing; remembered
         (a load run's messages come in a few shapes)."""
-        found: Found | None = self._interesting(names)
-        if found is not None and ("content-length" not in found or "other-path" in found):
-            found = None
+        found = self._interesting(names)
+        shape = None
+        if found is not None and "content-length" in found and "other-path" not in found:
+            shape = Shape.of(found)
         if len(self._shapes) > _CACHE_LIMIT:
             self._shapes.clear()
-        self._shapes[names] = found
-        return found
+        self._shapes[names] = shape
+        return shape
 
     def _interesting(self, names: tuple[bytes, ...]) -> Found | None:
         found: Found = {}
@@ -495,47 +657,49 @@ class FastPath:
         text = _text(line)
         if not text or "," in text:
             return None
-        return self._remember_via(line, _parse_via(text))
-
-    def _remember_via(self, line: bytes, parts: ViaParts) -> ViaParts:
-        if len(self._vias) > _CACHE_LIMIT:
-            self._vias.clear()
-        self._vias[line] = parts
-        return parts
+        return _parse_via(text)
 
     def _cached_route(self, route: str) -> tuple[bool, Addr | None]:
         """(is this proxy, next-hop address or None for a non-SIP URI) of a Route value."""
         found = self._route_cache.get(route)
         if found is None:
-            uri = NameAddr.parse(route).uri
-            if isinstance(uri, SipUri):
-                found = (uri.host_port == (self.proxy.ip, self.proxy.port), Proxy._resolve(uri))
+            plain = _plain_uri_address(route, 1, len(route) - 1) if route[:1] == "<" and route[-1:] == ">" else None
+            if plain is not None:
+                found = (plain == (self.proxy.ip, self.proxy.port), plain)
             else:
-                found = (False, None)
+                uri = NameAddr.parse(route).uri
+                if isinstance(uri, SipUri):
+                    found = (uri.host_port == (self.proxy.ip, self.proxy.port), Proxy._resolve(uri))
+                else:
+                    found = (False, None)
             if len(self._route_cache) > _CACHE_LIMIT:
                 self._route_cache.clear()
             self._route_cache[route] = found
         return found
 
-    def _routes(self, values: tuple[bytes, ...]) -> tuple[bool, str | None, str | None]:
-        """(pop our URI from the top, what stays of the first Route line when popping - None: the
-        line goes -, the next Route value after ours or None) for the request's Route lines."""
-        found = self._routes_cache.get(values)
+    def _routes(self, lines: tuple[bytes, ...]) -> Routes:
+        """(pop our URI from the top, the first Route line as it stays when popping - None: it
+        goes -, the next Route value after ours or None) for the request's Route lines;
+        remembered (a load run's Route sets are few)."""
+        found = self._routes_cache.get(lines)
         if found is None:
             routes: list[str] = []
             first: list[str] = []
-            for value in values:
-                parts = split_commas(value.decode().rstrip(" \t"))
+            for line in lines:
+                parts = split_commas(_text(line))
                 if not parts:
                     raise ValueError("an empty Route line")  # the reference path judges it
                 first = first or parts
                 routes += parts
             pop = bool(routes) and self._cached_route(routes[0])[0]
             rest = routes[1:] if pop else routes
-            found = (pop, ", ".join(first[1:]) if pop and len(first) > 1 else None, rest[0] if rest else None)
+            stays = None
+            if pop and len(first) > 1:
+                stays = lines[0][:len(lines[0]) - len(_value(lines[0]))] + ", ".join(first[1:]).encode()
+            found = (pop, stays, rest[0] if rest else None)
             if len(self._routes_cache) > _CACHE_LIMIT:
                 self._routes_cache.clear()
-            self._routes_cache[values] = found
+            self._routes_cache[lines] = found
         return found
 
     def _has_to_tag(self, line: bytes) -> bool:
@@ -545,7 +709,8 @@ class FastPath:
         gt = text.find(">")
         if text.startswith("<") and '"' not in text and gt > 0 and _PARAMS.fullmatch(text, gt + 1):
             # "<uri>" and token params: NameAddr.parse of the whole, without parsing the URI again
-            NameAddr.parse(text[:gt + 1])
+            if _plain_uri_address(text, 1, gt) is None:
+                NameAddr.parse(text[:gt + 1])
             found = False
             for param in text[gt + 2:].split(";") if gt + 1 < len(text) else ():
                 name, eq, _ = param.partition("=")
@@ -596,17 +761,18 @@ class FastPath:
         split = self._head(data)
         if split is None:
             return None
-        lines, found, end = split
-        start = self._start(lines[0])
+        lines, shape, end = split
+        _, cseq, to, max_forwards, vias, routes, record_route = shape
+        if cseq is None or to is None or max_forwards is None or not vias:
+            return None  # no CSeq, To, Via or Max-Forwards: the reference path answers or adds
+        start = self._starts.get(lines[0], False)
+        if start is False:
+            start = self._start(lines[0])
         if start is None:
             return None
         method, uri = start
-        try:
-            (cseq,), (to,), (max_forwards,), vias = (found["cseq"], found["to"], found["max-forwards"],
-                                                     found["via"])
-        except KeyError:
-            return None  # no CSeq, To, Via or Max-Forwards: the reference path answers or adds
-        if self._cseq_method(lines[cseq]) != method:  # §8.1.1.5
+        line = lines[cseq]
+        if self._cseqs.get(line, False) != method and self._cseq_method(line) != method:  # §8.1.1.5
             return None
         # §16.3 step 3 / §16.6 step 3: Max-Forwards, 0 and nonsense left to the reference path.
         line = self._hops.get(lines[max_forwards])
@@ -617,35 +783,13 @@ class FastPath:
         lines[max_forwards] = line
         # §18.2.1 / RFC 3581 on the sender's Via; one value per Via line here.
         via = vias[0]
-        line = lines[via]
-        parts = self._vias.get(line) or self._via(line)
-        if parts is None:
+        sender = _sender_via(lines[via], source)
+        if sender is None:
             return None
-        protocol, host, port, params, sent_by, simple, _ = parts
-        branch = params.get("branch") or ""
-        if not branch.startswith(MAGIC_COOKIE):
-            return None  # RFC 2543 peer: the reference path hashes the transaction identifiers
-        ip = source[0]
-        moved = sent_by[0] != ip
-        bare_rport = "rport" in params and params["rport"] is None
-        if moved or bare_rport:
-            params = dict(params)
-            if moved:
-                params["received"] = ip
-            if bare_rport:
-                params["rport"] = str(source[1])
-                params.setdefault("received", ip)
-            # str(Via(protocol, host, port, params)), as the reference path writes it back (the
-            # names are tokens: parsed, or ours)
-            formatted = "".join([f";{name}" if value is None else f";{name}={value}" for name, value in params.items()])
-            patched = f"{protocol} {host}{formatted}" if port is None else f"{protocol} {host}:{port}{formatted}"
-            line = lines[via] = line[:len(line) - len(_value(line))] + patched.encode()
-            if simple and ":" not in ip:  # what the responses bring back, as _parse_via would read it
-                self._remember_via(line, (protocol, host, port, params, sent_by, True, _via_target(params, sent_by)))
+        lines[via], branch = sender
         # §16.4: our own URI on top of Route is removed.
-        routes = found.get("route", ())
-        pop, first_rest, next_route = self._routes(
-            (_value(lines[routes[0]]),) if len(routes) == 1 else tuple([_value(lines[i]) for i in routes]))
+        pop, first_stays, next_route = self._routes(
+            (lines[routes[0]],) if len(routes) == 1 else tuple([lines[i] for i in routes]))
         # §16.6 step 4: Record-Route on dialog-creating requests (To is parsed for every request,
         # as the reference path does: a To that does not parse gets its 400 there).
         has_to_tag = self._tag_cache.get(lines[to])
@@ -664,31 +808,19 @@ class FastPath:
         own = self._ours
         if own is None or own[0] != (proxy.ip, proxy.port):
             own = self._own()
-        # Whole lines inserted and removed, each at its own line index, applied from the bottom up.
-        changes: list[tuple[int, bytes | None]] = []
-        if pop:
-            first = routes[0]
-            if first_rest is None:
-                changes.append((first, None))
-            else:
-                line = lines[first]
-                lines[first] = line[:len(line) - len(_value(line))] + first_rest.encode()
+        # The edits: a line inserted above another is joined to it, so every index stays valid until
+        # the one line removed (our Route, alone on its line) goes last.
+        lines[via] = _own_via(branch, own) + b"\r\n" + lines[via]
         if not has_to_tag and (method in DIALOG_CREATING or method == "REFER"):
-            record_routes = found.get("record-route")
-            changes.append((record_routes[0] if record_routes else len(lines), own[2]))
-        ours = self._branches.get(branch)
-        if ours is None:
-            ours = self._branch(branch, own)
-        if changes:
-            changes.append((via, ours))
-            changes.sort(key=_first, reverse=True)
-            for at, insert in changes:
-                if insert is None:
-                    del lines[at]
-                else:
-                    lines.insert(at, insert)
-        else:
-            lines.insert(via, ours)
+            if record_route is not None:
+                lines[record_route] = own[2] + b"\r\n" + lines[record_route]
+            else:
+                lines.append(own[2])
+        if pop:
+            if first_stays is None:
+                del lines[routes[0]]
+            else:
+                lines[routes[0]] = first_stays
         lines.append(data[end + 2:])  # the blank line and the body
         proxy._log.append(("request", method, target, uri))  # Proxy._note, inline
         if log.isEnabledFor(logging.DEBUG):
@@ -710,26 +842,23 @@ class FastPath:
         """What this proxy writes, for its current ip:port."""
         proxy = self.proxy
         host = f"[{proxy.ip}]" if ":" in proxy.ip else proxy.ip
-        own = self._ours = ((proxy.ip, proxy.port), f"Via: SIP/2.0/UDP {host}:{proxy.port};branch=".encode(),
-                            f"Record-Route: <{proxy.uri};lr>".encode(), f"{proxy.ip}:{proxy.port}|".encode(),
-                            _SIMPLE_VIA.fullmatch(f"SIP/2.0/UDP {host}:{proxy.port}") is not None
-                            and proxy.port <= 65535)
+        own = self._ours = ((proxy.ip, proxy.port), f"Via: SIP/2.0/UDP {host}:{proxy.port};branch={MAGIC_COOKIE}".encode(),
+                            f"Record-Route: <{proxy.uri};lr>".encode(), f"{proxy.ip}:{proxy.port}|".encode())
         return own
 
-    def _branch(self, incoming: str, own: Own) -> bytes:
-        """Our Via line, its branch as `Proxy.branch_for` derives it (§16.11); remembered, and
-        entered as a Via line for the responses that bring it back."""
-        ours = MAGIC_COOKIE + hashlib.sha1(own[3] + incoming.encode()).hexdigest()[:20]
-        line = own[1] + ours.encode()
-        if own[4]:
-            sent_by = own[0]
-            self._remember_via(line, ("SIP/2.0/UDP", sent_by[0], sent_by[1], {"branch": ours}, sent_by, True, sent_by))
-        if len(self._branches) > _CACHE_LIMIT:
-            self._branches.clear()
-        self._branches[incoming] = line
-        return line
-
     # --- responses ------------------------------------------------------------------------------
+
+    def _ours_on_top(self, line: bytes) -> bool:
+        """Whether a response's top Via is one value whose sent-by is this proxy: the line as
+        `_own_via` writes it (a prefix and a token), else parsed; raises when it does not parse."""
+        proxy = self.proxy
+        own = self._ours
+        if own is None or own[0] != (proxy.ip, proxy.port):
+            own = self._own()
+        if line.startswith(own[1]) and line[len(own[1]):].isalnum():  # our hex hash: a token
+            return True
+        parts = self._via(line)
+        return parts is not None and parts[4] == own[0]
 
     def _status(self, line: bytes) -> str | None:
         statuses = self._statuses
@@ -746,30 +875,25 @@ class FastPath:
         split = self._head(data)
         if split is None:
             return None
-        lines, found, end = split
-        status = self._status(lines[0])
-        if status is None:
-            return None
-        vias = found.get("via", ())
-        cseq = found.get("cseq")
+        lines, shape, end = split
+        vias, cseq = shape.vias, shape.cseq
         if len(vias) < 2 or cseq is None:
             return None
-        line = lines[vias[0]]
-        ours = self._vias.get(line) or self._via(line)
-        if ours is None:
+        status = self._statuses.get(lines[0], False)
+        if status is False:
+            status = self._status(lines[0])
+        if status is None:
+            return None
+        if not self._ours_on_top(lines[vias[0]]):
+            return None  # not ours: dropped by the reference path, which says why
+        target = _response_target(lines[vias[1]])
+        if target is None:
             return None
         proxy = self.proxy
-        if ours[4] != (proxy.ip, proxy.port):
-            return None  # dropped by the reference path, which says why
-        line = lines[vias[1]]
-        nxt = self._vias.get(line) or self._via(line)
-        if nxt is None:  # empty, or more than one value
-            text = first_comma_value(_text(line))
-            if text is None:
-                return None
-            nxt = _parse_via(text)
-        target = nxt[6]
-        method = self._cseq_method(lines[cseq[0]])
+        line = lines[cseq]
+        method = self._cseqs.get(line, False)
+        if method is False:
+            method = self._cseq_method(line)
         if method is None:
             return None
         proxy._log.append(("response", status, target, method))  # Proxy._note, inline

@@ -86,6 +86,17 @@ TAKEN = {
                                                   ctype="Event: conference")),
     "Route with our URI alone on its line, more lines below": (PCSCF, _invite(
         route=f"Route: <sip:{PCSCF};lr>\r\nRoute: <sip:{SCSCF};lr>, <sip:127.{N}.0.13;lr>")),
+    # The common-form shortcuts (_SENDER_VIA, _PLAIN_SIP_URI) and where they must leave the parsers.
+    "bare rport from another address: rport and received appended": (PCSCF, _invite(
+        via="Via: SIP/2.0/UDP 10.9.9.9:5070;branch=z9hG4bKnat2;rport")),
+    "Via without a port, bare rport": (PCSCF, _invite(via=f"Via: SIP/2.0/UDP 127.{N}.0.1;branch=z9hG4bKnp;rport")),
+    "Via port with a leading zero (written back as the parser reads it)": (PCSCF, _invite(
+        via="Via: SIP/2.0/UDP 10.9.9.9:05070;branch=z9hG4bKz0;rport")),
+    "Via with trailing blanks": (PCSCF, _invite(via="Via: SIP/2.0/UDP 10.9.9.9:5070;branch=z9hG4bKtb;rport  ")),
+    "Via with rport before the branch": (PCSCF, _invite(via="Via: SIP/2.0/UDP 10.9.9.9:5070;rport;branch=z9hG4bKrb")),
+    "Request-URI without a user part, a port": (SCSCF, _invite(route="", start=f"INVITE sip:127.{N}.0.2:5062 SIP/2.0")),
+    "Request-URI with a URI parameter (the parser)": (SCSCF, _invite(
+        route="", start=f"INVITE sip:ue2@127.{N}.0.2;maddr=127.{N}.0.3 SIP/2.0")),
 }
 
 
@@ -162,6 +173,9 @@ DECLINED = {
     "a Via port above 65535 (400)": _invite(via=f"Via: SIP/2.0/UDP 127.{N}.0.1:70000;branch=z9hG4bKp"),
     "an empty Via": _invite(via="Via: "),
     "P-Asserted-Identity (the reference path judges it)": _invite(contact="P-Asserted-Identity: <sip:x@y>"),
+    "a Request-URI port above 65535 (400)": _invite(route="", start=f"INVITE sip:ue2@127.{N}.0.2:70000 SIP/2.0"),
+    "a To URI port above 65535 (400)": _invite(to=f"To: <sip:ue2@127.{N}.0.2:99999>"),
+    "addressed to the proxy itself, port written (404)": _invite(route="", start=f"INVITE sip:{PCSCF}:5060 SIP/2.0"),
 }
 
 
@@ -189,6 +203,14 @@ def _response(first_via: str, second_via: str = f"Via: SIP/2.0/UDP {PCSCF}:5060;
     (f"Via: SIP/2.0/UDP {SCSCF}:5062;branch=z9hG4bKs", f"Via: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp", False),  # not ours
     (f"Via: SIP/2.0/UDP {SCSCF};branch=z9hG4bKs, SIP/2.0/UDP 10.0.0.1", f"Via: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp", False),
     (f"Via: SIP/2.0/UDP {SCSCF};branch=z9hG4bKs", "Via: ", False),
+    # our Via's prefix (`_ours_on_top`) followed by more than a token: the Via parser decides
+    (f"Via: SIP/2.0/UDP {SCSCF}:5060;branch=z9hG4bKs-1;rport", f"Via: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp", True),
+    (f"Via: SIP/2.0/UDP {SCSCF}:5060;branch=z9hG4bKs, SIP/2.0/UDP 10.0.0.1", f"Via: SIP/2.0/UDP {PCSCF};branch=z9hG4bKp",
+     False),
+    # the next Via in _RETURN_VIA's form: rport 0 (the sent-by port), a leading zero, a port out of range
+    (f"Via: SIP/2.0/UDP {SCSCF}:5060;branch=z9hG4bKs", f"Via: SIP/2.0/UDP {PCSCF}:5070;branch=z9hG4bKp;rport=0", True),
+    (f"Via: SIP/2.0/UDP {SCSCF}:5060;branch=z9hG4bKs", f"Via: SIP/2.0/UDP {PCSCF}:05070;branch=z9hG4bKp", True),
+    (f"Via: SIP/2.0/UDP {SCSCF}:5060;branch=z9hG4bKs", f"Via: SIP/2.0/UDP {PCSCF}:70000;branch=z9hG4bKp", False),
 ])
 def test_responses_with_odd_vias(first: str, second: str, taken: bool) -> None:
     proxy = Proxy("S-CSCF", SCSCF)
@@ -218,6 +240,36 @@ def test_a_request_then_its_response_and_a_retransmission() -> None:
     home = pcscf.fast.forward(back[0], (SCSCF, 5060))
     assert home is not None and home == pcscf.reference(back[0], (SCSCF, 5060))
     assert home[1] == UE1
+
+
+def test_a_response_finds_the_via_line_the_proxy_patched() -> None:
+    """The sender's Via the P-CSCF patched (rport and received of a sender behind a NAT) is
+    remembered with where its responses go (`_RETURNS`): the response goes to the address and
+    port the request came from, byte-equal with the reference path."""
+    pcscf = Proxy("P-CSCF", PCSCF)
+    nat = ("10.0.0.9", 7000)
+    invite = _datagram(_invite(via=f"Via: SIP/2.0/UDP 127.{N}.0.1:5060;branch=z9hG4bKnat3;rport"))
+    out = pcscf.fast.forward(invite, nat)
+    assert out is not None and out == pcscf.reference(invite, nat)
+    vias = "".join(f"Via: {via}\r\n" for via in SipMessage.parse(out[0]).get_all("Via"))
+    ok = (f"SIP/2.0 200 OK\r\n{vias}From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\n"
+          "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+    back = pcscf.fast.forward(ok, (SCSCF, 5060))
+    assert back is not None and back == pcscf.reference(ok, (SCSCF, 5060))
+    assert back[1] == nat
+
+
+def test_a_known_shape_is_recognised_by_its_names_only() -> None:
+    """A head with the line count and start of a shape the proxy has met, but another header
+    name, is read name by name (`_known_shape` tests each line's name): a Proxy-Require there is
+    still left to the reference path (420), another name still forwarded byte-equal."""
+    proxy = Proxy("P-CSCF", PCSCF)
+    assert proxy.fast.forward(_datagram(_invite()), UE1) is not None
+    assert proxy.fast.forward(_datagram(_invite(contact="Proxy-Require: foo")), UE1) is None
+    assert proxy.fast.forward(_datagram(_invite(contact="Contact <sip:ue1@x>")), UE1) is None  # no colon
+    other = _datagram(_invite(contact="Subject: x"))
+    fast = proxy.fast.forward(other, UE1)
+    assert fast is not None and fast == proxy.reference(other, UE1)
 
 
 def test_log_reads_as_the_reference_paths() -> None:
