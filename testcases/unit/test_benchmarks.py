@@ -32,3 +32,13 @@ def test_python_floor_plays_six_messages_per_call(vs_sipp: ModuleType, calls: in
 def test_python_floor_rate_counts_the_messages(vs_sipp: ModuleType) -> None:
     rate = vs_sipp.measure_python_floor(20, 4)
     assert rate.messages == 120 and rate.wall > 0 and rate.cpu >= 0
+
+
+@pytest.mark.parametrize(("instances", "concurrency"), [(1, 1), (12, 5)])
+def test_a21_floor_sends_every_message_through_both_forwarders(vs_sipp: ModuleType, instances: int,
+                                                               concurrency: int) -> None:
+    """A.2.1's 34 requests and responses per instance, each sent once by its UE or the CS and once by
+    each forwarder: 102 datagrams an instance, none lost or repeated."""
+    assert len(vs_sipp._A21) == 34
+    rate = vs_sipp.measure_a21_floor(instances, concurrency)
+    assert rate.messages == 102 * instances and rate.wall > 0
