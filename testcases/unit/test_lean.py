@@ -67,7 +67,7 @@ _LINES = [line + b"\r\n" for line in INVITE.split(b"\r\n\r\n")[0].split(b"\r\n")
 
 
 def _fields(head: object) -> tuple[object, ...]:
-    return tuple(getattr(head, name) for name in head.__slots__)  # type: ignore[attr-defined]
+    return tuple(getattr(head, name) for name in head_module.FIELDS)
 
 
 @hypothesis.settings(max_examples=400, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])

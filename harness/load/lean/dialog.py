@@ -124,14 +124,20 @@ class Sender:
         """A response (§8.2.6): Vias, From, To (+ our tag), Call-ID, CSeq copied; Record-Route copied
         for a dialog-creating 2xx (§12.1.1); to the top Via's received/rport (§18.2.2)."""
         to = request.to if to_tag is None or request.to_tag is not None else request.to + b";tag=" + to_tag
-        fields: list[tuple[str, bytes]] = [("Via", via) for via in request.via]
-        fields += [("From", request.from_), ("To", to), ("Call-ID", request.call_id),
-                   ("CSeq", request.cseq + b" " + request.cseq_method)]
-        if record_route:
-            fields += [("Record-Route", value) for value in request.record_route]
-        fields += extra
-        data = forms.response(status, reason, fields, body)
-        self.endpoint.respond(request, data, response_target(request.via[0]))
+        vias = request.via
+        routes = request.record_route if record_route else ()
+        extra_names, extra_values = zip(*extra, strict=True) if extra else ((), ())
+        values = (*vias, request.from_, to, request.call_id, request.cseq + b" " + request.cseq_method, *routes,
+                  *extra_values)
+        data = forms.response_keyed((status, len(vias), len(routes), extra_names), status, reason, values,
+                                    _response_names, body)
+        self.endpoint.respond(request, data, response_target(vias[0]))
+
+
+def _response_names(key: Hashable) -> tuple[str, ...]:
+    """The header names of Sender.respond's shape key (status, Vias, Record-Routes, extra names)."""
+    _, vias, routes, extra = key  # type: ignore[misc]
+    return ("Via",) * vias + ("From", "To", "Call-ID", "CSeq") + ("Record-Route",) * routes + extra
 
 
 def answer_other(out: Sender, request: Head, allow: bytes) -> None:

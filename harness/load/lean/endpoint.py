@@ -31,7 +31,10 @@ def response_target(via: bytes) -> Addr:
     sent_by = _SENT_BY.match(via)
     if sent_by is None:
         raise HeadError(f"unusable top Via {via[:60]!r}")
-    received, rport = _RECEIVED.search(via), _RPORT.search(via)
+    if via.count(b"=") == 1 and b";branch=" in via:  # one `=`, the branch's: no received or rport
+        received = rport = None
+    else:
+        received, rport = _RECEIVED.search(via), _RPORT.search(via)
     host = (received.group(1) if received else sent_by.group(1)).strip(b"[]").decode()
     port = int(rport.group(1)) if rport else int(sent_by.group(2) or 5060)
     return host, port

@@ -10,7 +10,7 @@ agent sends is always what the Scapy layer builds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from harness.agents.wire import build_template, scapy_build
 from harness.sip.message import SipMessage
@@ -63,6 +63,24 @@ def request(method: str, uri: bytes, fields: Fields, body: bytes = b"") -> bytes
 def response(status: int, reason: bytes, fields: Fields, body: bytes = b"") -> bytes:
     """`SIP/2.0 status reason`, the fields in order, Content-Length, the body."""
     return _render((status, *[name for name, _ in fields]), reason, fields, body)
+
+
+_KEYED: dict[Hashable, bytes] = {}
+
+
+def response_keyed(key: Hashable, status: int, reason: bytes, values: Sequence[bytes],
+                   names: Callable[[Hashable], Sequence[str]], body: bytes = b"") -> bytes:
+    """response() for a caller that names its shapes by keys of its own (a key must always stand for
+    the same status and header names): only the values are filled in, as the names and the shape
+    key are not built per message; `names(key)` is called the first time only, and that first
+    message goes through response() (its template checked against the Scapy layer)."""
+    fmt = _KEYED.get(key)
+    if fmt is not None:
+        return fmt % (reason, *values, b"%d" % len(body)) + body
+    shape = (status, *names(key))
+    data = _render(shape, reason, list(zip(shape[1:], values, strict=True)), body)
+    _KEYED[key] = _FORMS[shape]
+    return data
 
 
 class SdpForm:

@@ -138,12 +138,20 @@ _CLOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clock] = weakref.W
 
 
 def clock() -> Clock:
-    """The Clock of the running event loop."""
+    """The Clock of the running event loop (the last one found is kept at hand: a load run asks for it
+    per endpoint)."""
     loop = asyncio.get_running_loop()
+    last = _LAST_CLOCK[0]
+    if last is not None and last.loop is loop:
+        return last
     found = _CLOCKS.get(loop)
     if found is None:
         found = _CLOCKS[loop] = Clock(loop)
+    _LAST_CLOCK[0] = found
     return found
+
+
+_LAST_CLOCK: list[Clock | None] = [None]
 
 
 class Play(Generic[T]):
