@@ -35,7 +35,8 @@ History, each step measured with this script (2 vCPUs shared with other jobs, +-
   Scapy-built templates (agents/wire.py), codec parse caches, sockets on add_reader;
 - 0.24-0.29 (200 instances, 40 at a time): the lean engine - UEs and CS on bytes end to end, a
   sans-IO transaction core, waits bounded by one deadline heap; the proxy fast path 2.5x cheaper;
-- 0.27-0.40 (2026-11-24, 800 instances, 200-400 at a time): the lean choreography without a task or
+- 0.27-0.29 (2026-11-24, 800 instances, 200-400 at a time; ~0.4 in a harness run alone on a quieter
+  guest): the lean choreography without a task or
   future per wait (harness/load/lean/signal.py: generator flows resumed in the datagram callback
   that answers them, every deadline on one Clock), a UE socket reading one datagram per readiness,
   the head reader keeping per-shape plans, the proxy fast path 1.5-1.8x cheaper again
