@@ -11,6 +11,7 @@ is sent (a signalling-only load, like SIPp's built-in uac/uas).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from dataclasses import dataclass, field
@@ -132,8 +133,8 @@ class LeanUe:
                 await wait(self.clock.within(all_done(acting), 2 * self.wait + 1.0, f"{self.role}'s REFERs"))
         await self._tasks.cancel()
         legs = [c.leg.stop() for c in self.calls if c.leg is not None]
-        for leg_stop in legs:
-            await leg_stop
+        if legs:  # one leg that fails to stop must not keep the others (or the socket) open
+            await asyncio.gather(*legs, return_exceptions=True)
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
