@@ -135,6 +135,9 @@ class LoadRun:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         if not media and engine != "lean":
             raise ValueError("media can be switched off with the lean engine only")
+        unknown = conduct.unknown_actions() if engine == "lean" else set()
+        if unknown:
+            raise ValueError(f"step table uses actions with no lean flow: {sorted(unknown)}")
         self.base = Topology(subnet=subnet)
         self.conferences = conferences
         self.concurrency = concurrency
@@ -157,7 +160,7 @@ class LoadRun:
         mrfp = Mrfp(base.ip("MRFP"), rtp_base_port=base.rtp_base_port)
         cs: ConferenceServer | LeanCs
         if self.engine == "lean":
-            cs = LeanCs(base, mrfp if self.media else None, wait=self.wait)
+            cs = LeanCs(base, mrfp if self.media else None)  # the UEs' waits bound every step
         else:
             cs = ConferenceServer(base, mrfp, wait=self.wait)
         records = [InstanceRecord(k, InstanceTopology(subnet=base.subnet, instance=k).ip("UE-1"))

@@ -186,3 +186,16 @@ def test_a_lean_instance_out_of_time_closes_its_flows_and_says_why(monkeypatch: 
     assert step.status == "failed" and "cancelled" in step.detail, step
     assert step.ended is not None and record.ended is not None and record.ended - record.started < 10
     assert record.steps["1"].status == "done" and record.steps["16~21"].status == "not-run"
+
+
+def test_a_step_action_without_a_lean_flow_is_refused_before_any_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step table that gains an action conduct.py has no flow for stops the lean load at once, by
+    name, instead of a KeyError inside every instance."""
+    from harness.load.lean import conduct
+    from harness.load.runner import LoadRun
+
+    assert conduct.unknown_actions() == set()
+    monkeypatch.delitem(conduct.ACTIONS, "hold")
+    with pytest.raises(ValueError, match=r"no lean flow: \['hold'\]"):
+        LoadRun(1, 1, 1)
+    LoadRun(1, 1, 1, engine="agents")  # the reference agents' choreography has its own table

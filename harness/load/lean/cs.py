@@ -17,7 +17,7 @@ from harness.agents.media import SENDS
 from harness.agents.mrfp import Mrfp
 from harness.agents.tasks import TaskSet
 from harness.agents.topology import Topology
-from harness.agents.ua import SDP_TYPE, WAIT
+from harness.agents.ua import SDP_TYPE
 from harness.load.lean.dialog import (
     Board,
     LeanDialog,
@@ -67,11 +67,10 @@ class LeanCs:
 
     role = "CS"
 
-    def __init__(self, topology: Topology, mrfp: Mrfp | None, wait: float = WAIT) -> None:
+    def __init__(self, topology: Topology, mrfp: Mrfp | None) -> None:
         self.topology = topology
         self.ip, self.port = topology.ip("CS"), topology.port("CS")
         self.mrfp = mrfp
-        self.wait = wait
         self.factory = hop_of(topology.factory_uri.encode()), topology.factory_uri.split(":", 1)[1].split("@")[0]
         self.errors: list[str] = []
         self.conferences: set[str] = set()

@@ -320,7 +320,8 @@ def _start_line(head: Head, line: bytes) -> None:
 def _read_lines(data: bytes, end: int, lines: list[bytes]) -> Head:
     """The reader of any head: each line's name looked up in turn."""
     names, spelled = _NAMES, _SPELLED
-    _start_line(Head(), lines[0])  # a bad start line is the first thing said
+    head = Head()
+    _start_line(head, lines[0])  # a bad start line is the first thing said
     plan: list[tuple[int, int, str]] = []
     seen: set[str] = set()
     for index, line in enumerate(lines[1:], 1):
@@ -338,13 +339,11 @@ def _read_lines(data: bytes, end: int, lines: list[bytes]) -> Head:
             raise HeadError(f"{key} given twice")
         seen.add(key)
         plan.append((index, colon + 1, key))
-    return _fill(data, end, lines, plan)
+    return _fill(head, data, end, lines, plan)
 
 
-def _fill(data: bytes, end: int, lines: list[bytes], plan: Iterable[tuple[int, int, str]]) -> Head:
+def _fill(head: Head, data: bytes, end: int, lines: list[bytes], plan: Iterable[tuple[int, int, str]]) -> Head:
     """The fields at the places `plan` gives (line index, where the value starts, field)."""
-    head = Head()
-    _start_line(head, lines[0])
     found: dict[str, bytes] = {}
     vias: list[bytes] = []
     routes: list[bytes] = []
