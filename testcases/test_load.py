@@ -55,6 +55,8 @@ def test_load_five_conferences_two_at_a_time(tmp_path: Path, capture_tools: None
     load = data["load"]
     assert load["instances_started"] == 5 and load["call_setup_ms"]["p50"] > 0 and load["engine"] == "lean"
     assert "total" in load["retransmissions"]
+    lag = load["event_loop_lag_ms"]  # the harness's own loop was probed all along
+    assert lag["probes"] > 0 and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
     # The progress line counted to the end and never ran more than --concurrency at once.
     assert "5/5 done, 0 running" in proc.stderr
     assert max(int(n) for n in re.findall(r"(\d+) running", proc.stderr)) <= 2

@@ -24,6 +24,7 @@ from harness.agents.ue import UserEquipment
 from harness.flows.a2_1.play import STEADY_SLACK, FlowContext, SteadyPhase, StepRecord, run_table
 from harness.flows.a2_1.steps import STEPS
 from harness.flows.step import Step
+from harness.load.lag import LoopLag
 from harness.load.lean import conduct
 from harness.load.lean.cs import LeanCs
 from harness.load.lean.signal import Play, clock, wait
@@ -86,15 +87,23 @@ def _branches() -> dict[str, list[Step]]:
 
 
 SHARED_BUFFER = 4 * 1024 * 1024  # bytes of socket buffer for the shared elements (SIPp's -buff_size)
+# Datagrams a shared element reads per readiness: all it holds (a full buffer is ~3600). Read 64 at a
+# time, a backlog waits in the kernel for dozens of loop turns that the loop-lag probe never sees.
+SHARED_DRAIN = 4096
+# A new instance starts only once the loop runs at most this late (T1/10): while the harness is
+# behind, starting more only adds its own retransmissions (beyond ~T1/2 they snowball).
+ADMIT_LAG = 0.05
 
 
 def _enlarge(element: Proxy | ConferenceServer | LeanCs) -> None:
     """The proxies and the CS take every instance's traffic: a burst must not overflow their
-    receive buffers (on loopback an overflow is a silent drop, then a retransmission)."""
+    receive buffers (on loopback an overflow is a silent drop, then a retransmission), and what
+    they hold is read in one loop turn."""
     sock = getattr(element, "_sock", None) or getattr(element.endpoint, "sock", None) or \
         getattr(element.endpoint, "_socket", None)
     if isinstance(sock, UdpSocket):
         sock.set_buffers(SHARED_BUFFER)
+        sock.burst = SHARED_DRAIN
 
 
 class _SparseCollection:
@@ -149,6 +158,7 @@ class LoadRun:
         self.progress = Progress(conferences)
         self.engine = engine
         self.media = media
+        self.lag = LoopLag()  # how late the shared loop ran while instances did: the harness's own overload
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -178,17 +188,21 @@ class LoadRun:
             for shared in (*proxies, cs):
                 _enlarge(shared)
             collector.__enter__()
+            self.lag.start()
             began = time.monotonic()
             for record in records:
                 if self.rate is not None:
                     await asyncio.sleep(max(0.0, began + (record.index - 1) / self.rate - time.monotonic()))
                 await slots.acquire()
+                await self.lag.settled(ADMIT_LAG)
+                await asyncio.sleep(0)  # one start per loop turn: the datagrams waiting are read in between
                 tasks.append(asyncio.create_task(self._guarded(record, cs, mrfp, slots), name=f"instance {record.index}"))
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.lag.stop()
             collector.__exit__()
             await cs.stop()
             await mrfp.stop()

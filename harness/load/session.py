@@ -58,6 +58,7 @@ def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rat
     base = Topology(subnet=reservation.subnet)
     problems: list[str] = []
     records: list[InstanceRecord] = []
+    lag: dict[str, Any] = {}
     began = time.monotonic()
     with reservation.bound():
         capture = Capture(pcap, bpf=f"net 127.{base.subnet}.0.0/16")
@@ -68,13 +69,14 @@ def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rat
                 records = asyncio.run(load.run())
             except Exception as exc:  # the capture is still verified: it says how far the instances got
                 problems.append(f"load run aborted: {type(exc).__name__}: {exc}")
+            lag = load.lag.report()
         if capture.failure:
             problems.append(capture.failure)
     elapsed = time.monotonic() - began
     analysis = analyse_capture(pcap, flow=flow.FLOW.name, roles=shared_roles(base), factory_uri=base.factory_uri)
     result = many_instance_json(analysis)
     summary = summarize(analysis, records, elapsed, conferences=conferences, concurrency=concurrency, rate=rate,
-                        engine=engine)
+                        engine=engine, event_loop_lag_ms=lag)
     result["load"] = summary
     verdict_path, summary_path = out / "verdict.json", out / "load.json"
     try:

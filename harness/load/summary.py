@@ -1,11 +1,13 @@
 """The load summary: instances passed/failed (from the verifier), failures per step, setup latency
-percentiles (call setup from the capture, conference setup from the agents), retransmissions."""
+percentiles (call setup from the capture, conference setup from the agents), retransmissions, and
+how late the harness's own event loop ran (harness/load/lag.py: its overload, not the SUT's)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+from harness.load.lag import OVERLOADED
 from harness.load.runner import InstanceRecord
 from harness.stats import call_setup_latency, percentiles, retransmissions_per_step, total_retransmissions
 from harness.verify import CaptureResult
@@ -77,6 +79,15 @@ def render(summary: dict[str, Any]) -> str:
     retrans = summary["retransmissions"]
     lines.append(f"retransmissions: {retrans['total']}" + (
         " (" + " ".join(f"{k}:{v}" for k, v in retrans["per_step"].items()) + ")" if retrans["per_step"] else ""))
+    lag = summary.get("event_loop_lag_ms") or {}
+    if lag.get("probes"):
+        lines.append("harness event loop late: " + " ".join(f"{k} {lag[k]:g} ms" for k in ("p50", "p99", "max"))
+                     + (f"; starts held {lag['starts_held_s']:g} s for it to catch up" if lag.get("starts_held_s") else ""))
+    if lag.get("overloaded"):
+        lines.append(f"warning: the harness was overloaded: its event loop ran {lag['max']:g} ms late "
+                     f"({lag['late_probes']} of {lag['probes']} probes {OVERLOADED * 1000:g} ms or more); "
+                     "retransmissions and timeouts in this run may be the harness's, not the SUT's: "
+                     "lower --concurrency or --rate")
     for index, error in summary["agent_errors"].items():
         lines.append(f"instance {index}: {error}")
     return "\n".join(lines)
