@@ -129,6 +129,33 @@ def test_the_clock_fires_in_order_also_when_a_callback_arms_a_later_deadline() -
     assert 0.1 <= fired[1][1] < 0.4, fired  # not held back to the later deadline
 
 
+def test_the_clock_fires_wait_bounds_and_other_deadlines_in_one_time_order() -> None:
+    """Wait bounds queue per delay (FIFOs), other deadlines in the heap: they still fire in time
+    order together; a bound whose signal is done is dropped with its callback (nothing kept alive)."""
+    async def main() -> tuple[list[str], Signal[int], Signal[int]]:
+        ticks = Clock(asyncio.get_running_loop())
+        start = ticks.time()
+        fired: list[str] = []
+        ticks.at(start + 0.06, lambda: fired.append("heap 0.06"))
+        ticks.after(0.02, lambda: fired.append("fifo 0.02"))
+        ticks.after(0.08, lambda: fired.append("fifo 0.08"))
+        ticks.at(start + 0.04, lambda: fired.append("heap 0.04"))
+        ticks.after(0.02, lambda: fired.append("fifo 0.02 again"))
+        timed_out: Signal[int] = Signal()
+        answered: Signal[int] = Signal()
+        ticks.within(timed_out, 0.03, "the answer")
+        ticks.within(answered, 0.03, "the answer")
+        bound = answered.bound
+        answered.set(1)
+        assert bound is not None and bound.callback is None and answered.bound is None
+        await asyncio.sleep(0.2)
+        return fired, timed_out, answered
+
+    fired, timed_out, answered = asyncio.run(main())
+    assert fired == ["fifo 0.02", "fifo 0.02 again", "heap 0.04", "heap 0.06", "fifo 0.08"]
+    assert isinstance(timed_out.error, FlowTimeout) and answered.result() == 1
+
+
 def test_within_and_sleep_on_the_running_loops_clock() -> None:
     async def main() -> None:
         ticks = clock()

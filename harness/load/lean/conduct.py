@@ -70,7 +70,10 @@ class LeanContext:
         return self.ues[role]
 
     def aor(self, role: str) -> str:
-        return self.topology.user_uri(role)
+        """The role's AoR: a UE's as it keeps it (the topology formats it anew per call, and the steps
+        ask for it at every wait)."""
+        ue = self.ues.get(role)
+        return ue.aor if ue is not None else self.topology.user_uri(role)
 
     def bounded(self, signal: Signal[Any], what: str) -> Signal[Any]:
         return self.clock.within(signal, self.wait, what)

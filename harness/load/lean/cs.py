@@ -58,8 +58,11 @@ class LeanParticipant:
 def offered_pt(body: bytes) -> int:
     """The first G.711 payload type of the offer's m= line (PCMU 0 or PCMA 8; PCMU when none)."""
     found = _M_LINE.search(body)
-    fmts = found.group(1).split() if found else []
-    return next((int(f) for f in fmts if f in (b"0", b"8")), 0)
+    if found is not None:
+        for fmt in found.group(1).split():
+            if fmt == b"0" or fmt == b"8":
+                return int(fmt)
+    return 0
 
 
 class LeanCs:

@@ -97,6 +97,11 @@ class LeanUe:
         self.aor = topology.user_uri(role)
         self.local = f"<{self.aor}>".encode()
         self.contact = f"<{topology.contact(role)}>".encode()
+        # The extra fields of an offer or answer and of a 202, built once (every INVITE, re-INVITE
+        # and their 200s carry the same three).
+        self._sdp_fields: tuple[tuple[str, bytes], ...] = (("Contact", self.contact), ("Allow", ALLOW_B),
+                                                           ("Content-Type", SDP_B))
+        self._contact_field: tuple[tuple[str, bytes], ...] = (("Contact", self.contact),)
         self.route = [value.encode() for value in topology.outbound_route(role)]
         if not self.route:
             raise ValueError(f"{role} has no outbound route: the lean UEs reach the network through a proxy")
@@ -222,8 +227,7 @@ class LeanUe:
     def _holding(self, call: LeanCall) -> Flow[Head]:
         assert self.out is not None and call.dialog is not None
         self._set_sdp(call, call.version + 1, b"sendonly")
-        data, branch = self.out.in_dialog(call.dialog, b"INVITE", [
-            ("Contact", self.contact), ("Allow", ALLOW_B), ("Content-Type", SDP_B)], call.body)
+        data, branch = self.out.in_dialog(call.dialog, b"INVITE", self._sdp_fields, call.body)
         response = yield from self._final(self.out.send(data, branch, call.dialog.hop, invite=True),
                                           f"{self.role} did not receive a final response to the hold re-INVITE")
         if not 200 <= response.status < 300:
@@ -338,8 +342,7 @@ class LeanUe:
         self._set_sdp(call, 1, answer_direction(sdp_direction(invite.body)).encode())
         self.calls.append(call)
         self._dialogs[invite.call_id] = call
-        self.out.respond(invite, 200, b"OK", [("Contact", self.contact), ("Allow", ALLOW_B),
-                                              ("Content-Type", SDP_B)], call.body, to_tag=tag, record_route=True)
+        self.out.respond(invite, 200, b"OK", self._sdp_fields, call.body, to_tag=tag, record_route=True)
         self._apply(call, invite.body)
         if leg is not None:
             leg.start()
@@ -350,8 +353,7 @@ class LeanUe:
             direction = answer_direction(sdp_direction(head.body)).encode()
             if direction != call.direction:
                 self._set_sdp(call, call.version + 1, direction)  # RFC 3264 §8: changed, version + 1
-        self.out.respond(head, 200, b"OK", [("Contact", self.contact), ("Allow", ALLOW_B), ("Content-Type", SDP_B)],
-                         call.body)
+        self.out.respond(head, 200, b"OK", self._sdp_fields, call.body)
         self._apply(call, head.body)
 
     # --- transferee -------------------------------------------------------------------------------
@@ -365,7 +367,7 @@ class LeanUe:
         if not target.lower().startswith(b"sip:"):
             self.out.respond(refer, 416, b"Unsupported URI Scheme")
             return
-        self.out.respond(refer, 202, b"Accepted", [("Contact", self.contact)])
+        self.out.respond(refer, 202, b"Accepted", self._contact_field)
         event = b"refer;id=" + refer.cseq  # RFC 3515 §2.4.6
         first = self._notify(call, event, b"SIP/2.0 100 Trying\r\n", final=False)
         acting = play(self._act_on_refer(call, event, target.split(b";method=")[0].decode(), refer.referred_by,
