@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from harness.load.lag import OVERLOADED
+from harness.load.lag import STEADY
 from harness.load.runner import InstanceRecord
 from harness.stats import call_setup_latency, percentiles, retransmissions_per_step, total_retransmissions
 from harness.verify import CaptureResult
@@ -85,7 +85,7 @@ def render(summary: dict[str, Any]) -> str:
                      + (f"; starts held {lag['starts_held_s']:g} s for it to catch up" if lag.get("starts_held_s") else ""))
     if lag.get("overloaded"):
         lines.append(f"warning: the harness was overloaded: its event loop ran {lag['max']:g} ms late "
-                     f"({lag['late_probes']} of {lag['probes']} probes {OVERLOADED * 1000:g} ms or more); "
+                     f"({lag['late_probes']} of {lag['probes']} probes {STEADY * 1000:.0f} ms or more); "
                      "retransmissions and timeouts in this run may be the harness's, not the SUT's: "
                      "lower --concurrency or --rate")
     for index, error in summary["agent_errors"].items():
