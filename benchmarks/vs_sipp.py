@@ -177,8 +177,8 @@ def measure_sipp(calls: int, rate: int) -> SippRun | None:
             for proc in (uac, uas):
                 if proc is not None and proc.returncode is None:
                     terminate(proc, 5.0)
-        ok, failed = _calls(Path(tmp) / "stats.csv")
-    return SippRun(Rate(ok * SIPP_MESSAGES_PER_CALL, wall, uac_cpu + uas_cpu), rate, ok, failed)
+        ok, failed, resent = _calls(Path(tmp) / "stats.csv")
+    return SippRun(Rate(ok * SIPP_MESSAGES_PER_CALL, wall, uac_cpu + uas_cpu), rate, ok, failed, resent)
 
 
 @dataclass
@@ -187,13 +187,16 @@ class SippRun:
     calls_per_second: int
     ok: int
     failed: int
+    resent: int  # the UAC's retransmissions
 
 
-def _calls(stats: Path) -> tuple[int, int]:
-    """(successful, failed) calls from the last line of SIPp's -trace_stat CSV."""
+def _calls(stats: Path) -> tuple[int, int, int]:
+    """(successful calls, failed calls, retransmissions) from the last line of SIPp's -trace_stat CSV
+    (the UAC's: the INVITEs and BYEs it sent again)."""
     lines = stats.read_text().splitlines()
     head, last = lines[0].split(";"), lines[-1].split(";")
-    return int(last[head.index("SuccessfulCall(C)")]), int(last[head.index("FailedCall(C)")])
+    return (int(last[head.index("SuccessfulCall(C)")]), int(last[head.index("FailedCall(C)")]),
+            int(last[head.index("Retransmissions(C)")]))
 
 
 def sustained_sipp(calls: int, rate: int, tries: int = 5) -> SippRun:
@@ -272,7 +275,10 @@ def measure_harness(instances: int, concurrency: int, media: bool, engine: str =
         BINDER.reset(token)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     resent = _Counting.sent - len(_Counting.seen)
-    print(f"harness: {_Counting.sent} SIP datagrams sent, {resent} of them retransmissions (not counted)",
+    lag = run.lag.report()
+    print(f"harness: {_Counting.sent} SIP datagrams sent, {resent} of them retransmissions (not counted); "
+          f"event loop late p50 {lag.get('p50', 0):g} p99 {lag.get('p99', 0):g} max {lag['max']:g} ms, "
+          f"starts held {lag['starts_held_s']:g} s",
           file=sys.stderr)
     return HarnessRun(Rate(len(_Counting.seen), wall, cpu), instances, concurrency, sum(not r.ok for r in records),
                       resent)
@@ -567,7 +573,8 @@ def main() -> int:
     topology_floor = measure_a21_floor(args.instances, args.concurrency)
     run_h = sustained_harness(args.instances, args.concurrency, args.media, args.engine)
     harness = run_h.rate
-    print(sipp.line("SIPp") + f"  ({run.ok} calls at {run.calls_per_second} calls/s, {run.failed} failed)")
+    print(sipp.line("SIPp") + f"  ({run.ok} calls at {run.calls_per_second} calls/s, {run.failed} failed, "
+                                  f"{run.resent} retransmitted)")
     print(floor.line("python") + f"  ({args.calls} calls of SIPp's scenario by the least Python, no SIP stack)")
     print(topology_floor.line("py-a2.1") + f"  ({args.instances} instances of A.2.1's traffic through two forwarders "
                                           f"by the least Python, {args.concurrency} at a time, no SIP stack)")
