@@ -43,10 +43,17 @@ History, each step measured with this script (2 vCPUs shared with other jobs, +-
   (benchmarks/proxy_forward.py), and the load measured where it is sustained (a loop that sleeps
   between messages pays a wakeup and cold caches per message: 40 at a time gave ~11k msg/CPU-s,
   400 at a time ~16k, on the same code).
+- 0.27 (2026-11-24, later): wait bounds on a FIFO per delay instead of the heap (~5 % less CPU in
+  paired runs); the load run now starts instances one per loop turn and only while its loop is at
+  most 50 ms late, and its shared elements read all they hold per readiness, which took 800 at a
+  time from a retransmission collapse to 0-1.8k retransmissions, but not under the 0.5 % rule.
 
-Where the time goes now (lean, 800 instances 400 at a time, media off, py-spy): the kernel's
-sendto and recvfrom ~36 % (about 20 us a datagram in this run, 6.5 us in a loop of two sockets: the
-interpreter's working set between syscalls evicts the kernel's from the caches), the proxies' Python
+getrusage puts the kernel at 13-16 % of the harness's CPU (system time), the interpreter at the rest.
+
+Where the time goes (lean, 800 instances 400 at a time, media off, py-spy, an earlier session's
+split; getrusage since: system time is only 13-16 % of the CPU, so most of the time py-spy shows on
+the socket lines is the interpreter's side of the calls): the lines that call sendto and recvfrom
+~36 % (about 20 us a datagram in this run, 6.5 us in a loop of two sockets), the proxies' Python
 ~15 %, the UEs and CS reading, deciding and answering ~29 % (head reading ~11 %), instance set-up and
 the flows resumed by the Clock ~13 %, GC ~3 %. The "py-a2.1" floor does this traffic at ~50-60k
 msg/CPU-s (1.2-1.4x SIPp) and the harness at ~0.2-0.3 of it: 0.5 of SIPp means the whole SIP stack
