@@ -8,8 +8,7 @@ how late it ran measures exactly that wait. A request and its answer through the
 network are read by the loop six times (UE, P-CSCF, S-CSCF, UE and back through both proxies), so
 a loop late by T1/6 at every read makes a round trip meet T1: a run is reported as overloaded when
 1 % of its probes ran T1/6 late or worse (its p99), or one ran T1/2 late (a single stall that long
-is enough), with the advice
-to lower the load rather than blame the SUT. The load run also waits for the loop to catch up
+is enough), with the advice to lower the load rather than blame the SUT. The load run also waits for the loop to catch up
 (`settled`) before it starts another instance, so a --concurrency beyond what the CPU sustains
 slows the starts instead of collapsing in retransmissions.
 """
@@ -58,11 +57,12 @@ class LoopLag:
         self._arm(now)  # from now, not from _due: a stall is one late sample, not a burst of them
 
     async def settled(self, bound: float) -> None:
-        """Return once the loop's latest probe ran less than `bound` late (at once when it did);
-        the time spent waiting adds to `held`."""
+        """Return once the loop's latest probe ran less than `bound` late (at once when it did, or
+        when the probe is not running: nothing would ever say it caught up); the time spent waiting
+        adds to `held`."""
         if self.samples and self.samples[-1] >= bound:
             began = time.monotonic()
-            while self.samples and self.samples[-1] >= bound:
+            while self._handle is not None and self.samples[-1] >= bound:
                 await asyncio.sleep(self.interval)
             self.held += time.monotonic() - began
 

@@ -98,3 +98,9 @@ def test_starts_wait_while_the_loop_is_late_and_go_at_once_when_it_is_not() -> N
     assert waited >= 0.02 and held >= 0.02  # held back until a probe ran on time
     waited, held = asyncio.run(main(0.0))
     assert waited < 0.02 and held == 0.0
+
+
+def test_a_probe_that_is_not_running_holds_nothing_back() -> None:
+    lag = LoopLag(samples=[STALL])  # late, and never started: no probe will ever say otherwise
+    asyncio.run(asyncio.wait_for(lag.settled(0.05), 1.0))
+    assert lag.held < 0.5
