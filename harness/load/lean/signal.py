@@ -48,17 +48,11 @@ class Signal(Generic[T]):
     def set(self, value: T) -> None:
         if not self.done:
             self.done, self.value = True, value
-            if self.bound is not None:
-                self.bound.callback = None
-                self.bound = None
             self._wake()
 
     def fail(self, error: BaseException) -> None:
         if not self.done:
             self.done, self.error = True, error
-            if self.bound is not None:
-                self.bound.callback = None
-                self.bound = None
             self._wake()
 
     def then(self, callback: Callable[[Signal[T]], None]) -> None:
@@ -75,6 +69,10 @@ class Signal(Generic[T]):
         return self.value  # type: ignore[return-value]
 
     def _wake(self) -> None:
+        """Done: the bound, if any, is dropped (its callback let go), then the waiters run."""
+        if self.bound is not None:
+            self.bound.callback = None
+            self.bound = None
         waiters, self._waiters = self._waiters, None
         for callback in waiters or ():
             callback(self)
