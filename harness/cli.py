@@ -262,7 +262,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _load_profile(args: argparse.Namespace):  # noqa: ANN202 - harness.profile.Profile | None
     """The run's SUT profile, or None after printing every problem (FILE:LINE: KEY: MESSAGE)."""
-    from harness.profile import ProfileError, load_profile
+    from harness.profile import load_profile_or_report
 
     if args.netns:
         print("error: --profile places every role itself; it does not combine with --netns", file=sys.stderr)
@@ -270,12 +270,7 @@ def _load_profile(args: argparse.Namespace):  # noqa: ANN202 - harness.profile.P
     if args.flow.lower().replace(".", "").replace("_", "") != "a21":
         print(f"error: SUT profiles drive A.2.1 only, not {args.flow}", file=sys.stderr)
         return None
-    try:
-        return load_profile(args.profile)
-    except ProfileError as exc:
-        for problem in exc.problems:
-            print(f"{args.profile}:{problem.line or 0}: {problem.key or '-'}: {problem.message}", file=sys.stderr)
-        return None
+    return load_profile_or_report(args.profile)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:

@@ -49,6 +49,7 @@ __all__ = [
     "check_profile",
     "check_profile_text",
     "load_profile",
+    "load_profile_or_report",
     "load_profile_text",
     "relocated",
 ]
@@ -624,6 +625,19 @@ def relocated(profile: Profile, subnet: int) -> Profile:
     users = {name: replace(u, uri=move(u.uri)) for name, u in profile.users.items()}
     domain = replace(profile.domain, conference_factory_uri=move(profile.domain.conference_factory_uri))
     return replace(profile, roles=MappingProxyType(roles), users=MappingProxyType(users), domain=domain)
+
+
+def load_profile_or_report(path: Path) -> Profile | None:
+    """The profile, or None after printing every problem to stderr as FILE:LINE: KEY: MESSAGE (the
+    commands' --profile)."""
+    import sys
+
+    try:
+        return load_profile(path)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            print(f"{path}:{problem.line or 0}: {problem.key or '-'}: {problem.message}", file=sys.stderr)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,11 @@
-"""`python -m harness load a2.1 --conferences N --concurrency C [--rate R] [--out DIR] [--json]`.
+"""`python -m harness load a2.1 --conferences N --concurrency C [--rate R] [--out DIR] [--json]
+[--profile FILE]`.
 
 Same conventions as `run`: the capture lands in DIR as a pcapng; `--json` prints the verifier's
 many-instance result (`{"instances": [...], "summary": {...}}`, the summary counting `passed` and
 `failed`), here with the load summary under "load". Exit 0 when every instance passed, 1 when one
-did not, 2 for bad input.
+did not, 2 for bad input. `--profile` takes a SUT profile whose CS (with its MRFP) is external: the
+instances create their conferences there (harness/load/topology.py says what else a load can play).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def add_parser(sub: Any) -> None:
     load.add_argument("--instance-timeout", type=float, default=60.0, help="bound on one instance, seconds")
     load.add_argument("--engine", choices=ENGINES, default="lean",
                       help="lean: bytes-level agents (default); agents: the reference agents of a single run")
+    load.add_argument("--profile", type=Path, metavar="FILE",
+                      help="SUT profile: an external CS (and MRFP) to load instead of the reference CS")
     load.add_argument("--json", action="store_true", help="print the many-instance verdict as JSON")
 
 
@@ -43,6 +47,20 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.conferences < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
         print("error: --conferences and --concurrency must be >= 1, --rate > 0", file=sys.stderr)
         return 2
+    sut, sut_wait = None, 0.0
+    if args.profile is not None:
+        from harness.load.topology import external_cs
+        from harness.profile import load_profile_or_report
+
+        profile = load_profile_or_report(args.profile)
+        if profile is None:
+            return 2
+        try:
+            sut = external_cs(profile)
+        except ValueError as exc:
+            print(f"error: {args.profile}: {exc}", file=sys.stderr)
+            return 2
+        sut_wait = profile.timers.external_wait
     try:
         require_tools()
     except ToolMissing as exc:
@@ -56,13 +74,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         outcome = run_load(args.flow, out, conferences=args.conferences, concurrency=args.concurrency,
                            rate=args.rate, media_seconds=args.media_seconds,
-                           instance_timeout=args.instance_timeout, progress=progress, engine=args.engine)
+                           instance_timeout=args.instance_timeout, progress=progress, engine=args.engine,
+                           sut=sut, sut_wait=sut_wait)
+    except BadInput as exc:  # (a ValueError: before the clause below)
+        print(f"\nerror: {exc} (capture kept in {out})", file=sys.stderr)
+        return 1
     except (CaptureError, ToolMissing, ValueError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
-    except BadInput as exc:
-        print(f"\nerror: {exc} (capture kept in {out})", file=sys.stderr)
-        return 1
     print(file=sys.stderr)
     if args.json:
         print(json.dumps(outcome.result, indent=2))

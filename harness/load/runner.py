@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.agents.errors import FlowTimeout
 from harness.agents.focus import ConferenceServer
 from harness.agents.mrfp import Mrfp
 from harness.agents.proxy import Proxy
-from harness.agents.topology import UES, Topology
+from harness.agents.topology import UES
 from harness.agents.ua import WAIT
 from harness.agents.ue import UserEquipment
 from harness.flows.a2_1.play import STEADY_SLACK, FlowContext, SteadyPhase, StepRecord, run_table
@@ -29,7 +30,7 @@ from harness.load.lean import conduct
 from harness.load.lean.cs import LeanCs
 from harness.load.lean.signal import Play, clock, wait
 from harness.load.lean.ue import LeanUe
-from harness.load.topology import InstanceTopology
+from harness.load.topology import ExternalCs, InstanceTopology
 from harness.net.udp import UdpSocket
 
 # "lean": the bytes-level agents of harness/load/lean (the default: what a load needs); "agents":
@@ -129,13 +130,21 @@ class _SparseCollection:
             self._saved = None
 
 
+def _why(exc: Exception, instance_timeout: float) -> str:
+    """An instance's error: a step's bounded wait (FlowTimeout) says what it waited for; only the
+    instance's own deadline is "did not finish"."""
+    if isinstance(exc, TimeoutError) and not isinstance(exc, FlowTimeout):
+        return f"instance did not finish within {instance_timeout:g} s"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class LoadRun:
     """The shared network plus N instances; `run()` returns one InstanceRecord per instance."""
 
     def __init__(self, subnet: int, conferences: int, concurrency: int, rate: float | None = None,
                  media_seconds: float = 1.0, wait: float = WAIT, instance_timeout: float = 60.0,
                  progress: Callable[[Progress], None] | None = None, engine: str = "lean",
-                 media: bool = True) -> None:
+                 media: bool = True, sut: ExternalCs | None = None) -> None:
         if conferences < 1 or concurrency < 1:
             raise ValueError("conferences and concurrency must be at least 1")
         if rate is not None and rate <= 0:
@@ -144,10 +153,13 @@ class LoadRun:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         if not media and engine != "lean":
             raise ValueError("media can be switched off with the lean engine only")
+        if sut is not None and engine != "lean":
+            raise ValueError("an external CS is played with the lean engine only")
         unknown = conduct.unknown_actions() if engine == "lean" else set()
         if unknown:
             raise ValueError(f"step table uses actions with no lean flow: {sorted(unknown)}")
-        self.base = Topology(subnet=subnet)
+        self.base = InstanceTopology(subnet=subnet, sut=sut)
+        self.sut = sut
         self.conferences = conferences
         self.concurrency = concurrency
         self.rate = rate
@@ -168,12 +180,14 @@ class LoadRun:
         base = self.base
         proxies = [Proxy(role, base.ip(role), base.sip_port) for role in ("P-CSCF", "S-CSCF")]
         mrfp = Mrfp(base.ip("MRFP"), rtp_base_port=base.rtp_base_port)
-        cs: ConferenceServer | LeanCs
-        if self.engine == "lean":
+        cs: ConferenceServer | LeanCs | None
+        if self.sut is not None:
+            cs = None  # the SUT's: judged from the capture alone
+        elif self.engine == "lean":
             cs = LeanCs(base, mrfp if self.media else None)  # the UEs' waits bound every step
         else:
             cs = ConferenceServer(base, mrfp, wait=self.wait)
-        records = [InstanceRecord(k, InstanceTopology(subnet=base.subnet, instance=k).ip("UE-1"))
+        records = [InstanceRecord(k, InstanceTopology(subnet=base.subnet, instance=k, sut=self.sut).ip("UE-1"))
                    for k in range(1, self.conferences + 1)]
         slots = asyncio.Semaphore(self.concurrency)
         tasks: list[asyncio.Task[None]] = []
@@ -182,11 +196,14 @@ class LoadRun:
         try:
             for proxy in proxies:
                 await proxy.start()
-            if self.media:
+            if self.media and cs is not None:
                 await mrfp.start()
-            await cs.start()
-            for shared in (*proxies, cs):
-                _enlarge(shared)
+            shared: list[Proxy | ConferenceServer | LeanCs] = [*proxies]
+            if cs is not None:
+                await cs.start()
+                shared.append(cs)
+            for element in shared:
+                _enlarge(element)
             collector.__enter__()
             self.lag.start()
             began = time.monotonic()
@@ -204,13 +221,14 @@ class LoadRun:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.lag.stop()
             collector.__exit__()
-            await cs.stop()
+            if cs is not None:
+                await cs.stop()
             await mrfp.stop()
             for proxy in proxies:
                 await proxy.stop()
         return records
 
-    async def _guarded(self, record: InstanceRecord, cs: ConferenceServer | LeanCs, mrfp: Mrfp,
+    async def _guarded(self, record: InstanceRecord, cs: ConferenceServer | LeanCs | None, mrfp: Mrfp,
                        slots: asyncio.Semaphore) -> None:
         self.progress.started += 1
         self._report()
@@ -222,8 +240,8 @@ class LoadRun:
             self.progress.failed += not record.ok
             self._report()
 
-    async def _instance(self, record: InstanceRecord, cs: ConferenceServer | LeanCs, mrfp: Mrfp) -> None:
-        if isinstance(cs, LeanCs):
+    async def _instance(self, record: InstanceRecord, cs: ConferenceServer | LeanCs | None, mrfp: Mrfp) -> None:
+        if not isinstance(cs, ConferenceServer):  # the lean CS, or the SUT's (lean engine only)
             await self._lean_instance(record, cs)
             return
         topology = InstanceTopology(subnet=self.base.subnet, instance=record.index)
@@ -238,10 +256,8 @@ class LoadRun:
                 for ue in ues.values():
                     await ue.start()
                 record.error = await run_table(ctx, record.steps, branches)
-        except TimeoutError:
-            record.error = f"instance did not finish within {self.instance_timeout:g} s"
         except Exception as exc:
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error = _why(exc, self.instance_timeout)
         finally:
             if ctx.conf_task is not None:
                 ctx.conf_task.cancel()
@@ -251,10 +267,11 @@ class LoadRun:
                 await ue.stop()
             record.ended = time.monotonic()
 
-    async def _lean_instance(self, record: InstanceRecord, cs: LeanCs) -> None:
+    async def _lean_instance(self, record: InstanceRecord, cs: LeanCs | None) -> None:
         """The same table played by the lean agents (harness/load/lean/conduct.py): one Play per
-        instance and branch, resumed by the datagrams that answer it, no task per step."""
-        topology = InstanceTopology(subnet=self.base.subnet, instance=record.index)
+        instance and branch, resumed by the datagrams that answer it, no task per step. `cs` None:
+        the CS is a SUT's."""
+        topology = InstanceTopology(subnet=self.base.subnet, instance=record.index, sut=self.sut)
         ues = {role: LeanUe(role, topology, self.media, wait=self.wait) for role in UES}
         branches = _branches()
         record.steps = {s.id: StepRecord(s.id, s.action, s.actors, s.branch) for s in STEPS}
@@ -269,15 +286,14 @@ class LoadRun:
                 table = Play(conduct.run_table(ctx, record.steps, branches))
                 ctx.plays.append(table)
                 record.error = await wait(table.done)
-        except TimeoutError:
-            record.error = f"instance did not finish within {self.instance_timeout:g} s"
         except Exception as exc:
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error = _why(exc, self.instance_timeout)
         finally:
             for play in ctx.plays:
                 if not play.done.done:
                     play.close()
             for ue in ues.values():
                 await ue.stop()
-            await cs.forget([topology.user_uri(role) for role in UES])
+            if cs is not None:
+                await cs.forget([topology.user_uri(role) for role in UES])
             record.ended = time.monotonic()

@@ -66,7 +66,8 @@ def render(summary: dict[str, Any]) -> str:
     """Human-readable lines for the terminal."""
     lines = [f"load: {summary['instances_judged']} instances judged ({summary['instances_started']} started): "
              f"{summary['passed']} passed, {summary['failed']} failed in {summary['elapsed_s']} s "
-             f"({summary['instances_per_s']} instances/s, {summary.get('engine', 'lean')} engine)"]
+             f"({summary['instances_per_s']} instances/s, {summary.get('engine', 'lean')} engine, "
+             f"{summary.get('cs', 'reference')} CS)"]
     if summary["step_failures"]:
         lines.append("failures per step: " + ", ".join(
             f"{step} " + "/".join(f"{n} {verdict}" for verdict, n in counts.items())

@@ -19,11 +19,12 @@ def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def options_status(host: str, port: int, timeout: float) -> int | None:
-    """The status of the first final response to an OPTIONS sent to host:port, or None after `timeout`."""
+def options_status(host: str, port: int, timeout: float, source: str | None = None) -> int | None:
+    """The status of the first final response to an OPTIONS sent to host:port, or None after `timeout`;
+    sent from `source` (default: the peer's own IP) on a port of the kernel's choosing."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
+        sock.bind((source or host, 0))
         local = sock.getsockname()
         call_id = f"probe-{secrets.token_hex(6)}"
         uri = f"sip:{hostport(host, port)}"

@@ -42,6 +42,7 @@ T = TypeVar("T")
 PROXIES = ("P-CSCF", "S-CSCF")
 HOLD_DIRECTIONS = ("sendonly", "inactive")
 BOTH_EXTERNAL = "between external roles: judged from the capture alone"
+EXTERNAL_MRFP = "the CS is external: its MRFP is judged from the capture alone"
 
 
 @dataclass
@@ -161,7 +162,7 @@ def _participant(cs: ConferenceServer, aor: str, acked: bool = False) -> Partici
 async def _media_alloc(base: FlowContext, step: Step) -> str:
     ctx = _ctx(base)
     if not ctx.agent("CS"):
-        return "the CS is external: its MRFP is judged from the capture alone"
+        return EXTERNAL_MRFP
     return await play._media_alloc(ctx, step)
 
 

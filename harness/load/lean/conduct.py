@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.agents.errors import FlowError
 from harness.agents.topology import Topology
+from harness.flows.a2_1.external import EXTERNAL_MRFP
 from harness.flows.a2_1.play import PAUSE_AFTER, TAIL, StepRecord, StepSkipped, recording
 from harness.flows.a2_1.steps import STEPS
 from harness.flows.step import Step
@@ -55,7 +56,7 @@ class LeanContext:
 
     topology: Topology
     ues: dict[str, LeanUe]
-    cs: LeanCs
+    cs: LeanCs | None  # None: the CS is a SUT's, whose side of a step is judged from the capture alone
     steady: SteadyPhase
     clock: Clock
     wait: float
@@ -101,12 +102,16 @@ def _create_conf(ctx: LeanContext, step: Step) -> Flow[str]:
     creator, _ = step.actors
     ctx.conf_creator = creator
     ctx.conf_call = ctx.ue(creator).call(ctx.topology.factory_uri)
+    if ctx.cs is None:
+        return f"INVITE {ctx.topology.factory_uri} sent to the external CS (answer awaited at the next step)"
     participant = yield ctx.bounded(ctx.cs.invited(ctx.aor(creator)), f"CS did not receive an INVITE from {ctx.aor(creator)}")
     return f"INVITE {participant.uri} reached the CS"
 
 
 def _media_alloc(ctx: LeanContext, step: Step) -> Flow[str]:
     participant = step.branch or ctx.conf_creator
+    if ctx.cs is None:
+        return EXTERNAL_MRFP
     port = yield ctx.bounded(ctx.cs.allocated(ctx.aor(participant)), f"MRFP allocated no port for {ctx.aor(participant)}")
     return f"MRFP {ctx.topology.ip('MRFP')}:{port} for {participant}"
 
@@ -118,7 +123,8 @@ def _conf_answer(ctx: LeanContext, step: Step) -> Flow[str]:
         raise FlowError("the CS's 200 OK has no Contact: no conference URI")
     ctx.conf_uri = str(NameAddr.parse(call.remote_contact).uri)
     ctx.calls[(ctx.conf_creator, "CS")] = call
-    yield ctx.bounded(ctx.cs.acked_by(ctx.aor(ctx.conf_creator)), f"CS did not receive the ACK from {ctx.aor(ctx.conf_creator)}")
+    if ctx.cs is not None:
+        yield ctx.bounded(ctx.cs.acked_by(ctx.aor(ctx.conf_creator)), f"CS did not receive the ACK from {ctx.aor(ctx.conf_creator)}")
     return f"conference {ctx.conf_uri} (Contact {call.remote_contact})"
 
 
@@ -142,6 +148,8 @@ def _notify_trying(ctx: LeanContext, step: Step) -> Flow[str]:
 
 def _join(ctx: LeanContext, step: Step) -> Flow[str]:
     joiner, _ = step.actors
+    if ctx.cs is None:
+        return f"{joiner} INVITEs the external CS (answer awaited at the next step)"
     participant = yield ctx.bounded(ctx.cs.invited(ctx.aor(joiner)), f"CS did not receive an INVITE from {ctx.aor(joiner)}")
     return f"INVITE {participant.uri} reached the CS"
 
@@ -150,7 +158,8 @@ def _join_answer(ctx: LeanContext, step: Step) -> Flow[str]:
     _, joiner = step.actors
     call: LeanCall = yield ctx.bounded(ctx.ue(joiner).joined(),
                                        f"{joiner} did not establish the call to the Refer-To target")
-    yield ctx.bounded(ctx.cs.acked_by(ctx.aor(joiner)), f"CS did not receive the ACK from {ctx.aor(joiner)}")
+    if ctx.cs is not None:
+        yield ctx.bounded(ctx.cs.acked_by(ctx.aor(joiner)), f"CS did not receive the ACK from {ctx.aor(joiner)}")
     return f"{joiner} in the conference (Contact {call.remote_contact})"
 
 
