@@ -69,14 +69,22 @@ def test_what_a_load_cannot_play_is_refused_by_name(text: str, says: str) -> Non
     assert says in str(info.value)
 
 
-def test_the_cli_refuses_an_external_ue_before_anything_runs(tmp_path: Path) -> None:
-    profile = tmp_path / "ue.toml"
-    profile.write_text('[roles.UE-3]\nmode = "external"\nhost = "127.0.0.3"\n')
+@pytest.mark.parametrize(("text", "args", "says"), [
+    ('[roles.UE-3]\nmode = "external"\nhost = "127.0.0.3"\n', (),
+     "{profile}: load mode plays many instances at once: only the CS"),
+    (_profile_text(9), ("--engine", "agents"), "an external CS is played with the lean engine only"),
+    ('[roles.UE-3]\nmode = "outside"\n', (), "{profile}:2: roles.UE-3.mode:"),
+])
+def test_the_cli_refuses_what_a_load_cannot_play_before_anything_runs(tmp_path: Path, text: str,
+                                                                      args: tuple[str, ...], says: str) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text(text)
     proc = subprocess.run([sys.executable, "-m", "harness", "load", "a2.1", "--conferences", "2", "--profile",
-                           str(profile), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+                           str(profile), "--out", str(tmp_path / "out"), *args], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert f"error: {profile}: load mode plays many instances at once: only the CS" in proc.stderr
-    assert not (tmp_path / "out").exists()
+    assert says.format(profile=profile) in proc.stderr
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing captured
 
 
 # --- runs against a CS in another process -------------------------------------------------------------

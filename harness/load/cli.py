@@ -60,6 +60,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {args.profile}: {exc}", file=sys.stderr)
             return 2
+        if sut is not None and args.engine != "lean":
+            print("error: an external CS is played with the lean engine only (--engine lean)", file=sys.stderr)
+            return 2
         sut_wait = profile.timers.external_wait
     try:
         require_tools()
