@@ -47,6 +47,8 @@ History, each step measured with this script (2 vCPUs shared with other jobs, +-
   paired runs); the load run now starts instances one per loop turn and only while its loop is at
   most 50 ms late, and its shared elements read all they hold per readiness, which took 800 at a
   time from a retransmission collapse to 0-1.8k retransmissions, but not under the 0.5 % rule.
+- 0.32 (2026-11-25, no engine change): 400 at a time sustained with 0 retransmissions in this run,
+  SIPp measured lower (38k msg/CPU-s against 44k the day before): within the run-to-run spread.
 
 getrusage puts the kernel at 13-16 % of the harness's CPU (system time), the interpreter at the rest.
 
@@ -62,7 +64,9 @@ A prototype with the harness's own proxies, transaction core, head reader and te
 dialog or choreography state reached ~18-28k msg/CPU-s: the proxies and the per-message parsing are
 what is left, not the choreography. Tried and not adopted: the proxies in a process of their own
 (more CPU: a cross-process wakeup per datagram), uvloop (within the noise here), larger or smaller GC
-thresholds (the cost is the surviving objects, not the frequency), connected UDP sockets (no cheaper).
+thresholds (the cost is the surviving objects, not the frequency), connected UDP sockets (no cheaper),
+the lean engine compiled to C with mypyc (2026-11-25: the same rate within the noise - the cost is in
+what each message does in C, allocation, dicts, bytes, socket calls, the event loop, not in bytecode).
 """
 
 from __future__ import annotations
