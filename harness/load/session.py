@@ -55,7 +55,8 @@ def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rat
              media_seconds: float = 1.0, instance_timeout: float = 60.0,
              progress: Callable[[Progress], None] | None = None, engine: str = "lean",
              sut: ExternalCs | None = None, sut_wait: float = WAIT) -> LoadOutcome:
-    """`sut_wait` bounds every wait of an instance on an external CS (the profile's external_wait)."""
+    """`sut`: an external CS to load instead of the reference CS; `sut_wait` (its profile's
+    external_wait) bounds each wait of an instance, at least WAIT."""
     flow = load_flow(flow_id)
     if flow.id != "a2.1":
         raise ValueError(f"load mode plays a2.1 only, not {flow_id}")
@@ -71,15 +72,13 @@ def run_load(flow_id: str, out: Path, *, conferences: int, concurrency: int, rat
     with reservation.bound():
         capture = Capture(pcap, bpf=base.bpf)
         with capture:
-            load = LoadRun(base.subnet, conferences, concurrency, rate, media_seconds,
-                           WAIT if sut is None else max(WAIT, sut_wait), instance_timeout, progress, engine=engine,
-                           sut=sut)
-            silent = sut is not None and options_status(sut.host, sut.port, min(sut_wait, PROBE_WAIT),
-                                                         source=f"127.{base.subnet}.0.{PROBE_OCTET}") is None
-            if silent:
-                assert sut is not None
+            load = LoadRun(base.subnet, conferences, concurrency, rate, media_seconds, max(WAIT, sut_wait),
+                           instance_timeout, progress, engine=engine, sut=sut)
+            probe_wait = min(sut_wait, PROBE_WAIT)
+            if sut is not None and options_status(sut.host, sut.port, probe_wait,
+                                                  source=f"127.{base.subnet}.0.{PROBE_OCTET}") is None:
                 problems.append(f"the external CS at {hostport(sut.host, sut.port)} did not answer an OPTIONS "
-                                f"within {min(sut_wait, PROBE_WAIT):g} s: no instance started")
+                                f"within {probe_wait:g} s: no instance started")
             else:
                 try:
                     records = asyncio.run(load.run())
