@@ -124,7 +124,7 @@ def analyse_instance(data: CaptureData, model: Model, flow: Flow, overrides: dic
     other = other_flow(model)
     if other is not None:
         return Analysis(flow, None, _different(flow, data, *other), model)
-    inferred = infer_roles(model, overrides)
+    inferred = infer_roles(model, overrides, factory_uri)
     ev = bind(data, model, inferred, factory_uri)
     steps = run_checks(ev, flow)
     notes = [*data.notes, *inferred.notes]
@@ -165,7 +165,7 @@ def _analyse(path: str | Path, flow: Flow, roles: dict[str, str] | list[str] | N
     data = read_capture(path)
     model = Model(data.messages)
     overrides = parse_role_overrides(roles)
-    split = split_instances(model)
+    split = split_instances(model, factory_uri)
     if len(split.instances) <= 1:
         return analyse_instance(data, model, flow, overrides, factory_uri)
     return _analyse_many(data, model, split.instances, split.conference, split.leftover, flow, overrides,

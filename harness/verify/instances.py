@@ -9,7 +9,9 @@ Call-IDs are joined (union-find) when they belong to the same conference:
   D2C), unless it is a proxy, a focus or a hub that talks to many peers (a registrar, a CS that
   does not say isfocus): those would tie every conference together.
 
-An instance is a group holding a REFER or a conference-creating INVITE. Groups without one
+An instance is a group holding a REFER or a conference-creating INVITE (answered with isfocus, or -
+when the caller names the factory URI - any out-of-dialog INVITE to it, so that a conference the CS
+never answered still makes its instance, judged as failing there). Groups without one
 (REGISTER, OPTIONS, the CS's own legs to a media server) belong to no instance when there are
 several; with one instance (or none) everything stays together, exactly as a single run is read.
 Everything here is linear in the number of messages.
@@ -89,11 +91,14 @@ def _ends(ex: Exchange) -> tuple[str, str]:
     return declared or ex.request.sender, ex.request.receiver
 
 
-def split_instances(model: Model) -> Split:
+def split_instances(model: Model, factory_uri: str | None = None) -> Split:
     uf = _Union()
     focus_invites = _focus_invites(model)
     conf_uris = {k for e in focus_invites if (k := uri_key(e.ok.origin.get("Contact")))}  # type: ignore[union-attr]
     factories = {k for e in focus_invites if (k := uri_key(e.request.origin.uri)) and k not in conf_uris}
+    factory = uri_key(factory_uri)
+    if factory is not None:
+        factories.add(factory)
     refer_targets: set[str] = set()
     for e in model.requests("REFER"):
         key = uri_key(e.request.origin.get("Refer-To"))
@@ -116,6 +121,8 @@ def split_instances(model: Model) -> Split:
             key = uri_key(m.uri)
             if key and (key in conf_uris or key in refer_targets):
                 uf.union(call, f"u:{key}")
+            elif key is not None and key == factory and ex.method == "INVITE":
+                candidates.add(ex.request.call_id)  # a conference asked for, answered or not
         for other in _dialog_refs(ex):
             uf.union(call, f"c:{other}")
         for end in pair:

@@ -224,7 +224,9 @@ def is_hold_offer(ex: Exchange) -> bool:
     return sdp.direction() in HOLD_DIRECTIONS or (sdp.address() or ("", 0))[0] == "0.0.0.0"
 
 
-def infer_roles(model: Model, overrides: dict[str, str] | None = None) -> Roles:
+def infer_roles(model: Model, overrides: dict[str, str] | None = None, factory_uri: str | None = None) -> Roles:
+    """Roles from what the messages say, `overrides` (role -> HOST[:PORT]) first; a known factory URI
+    also names the CS when nothing it sent says so (a CS that never answered)."""
     nodes = Nodes(model)
     roles = Roles(nodes)
     for role, addr in (overrides or {}).items():
@@ -246,7 +248,7 @@ def infer_roles(model: Model, overrides: dict[str, str] | None = None) -> Roles:
     refers = [e for e in model.requests("REFER")]
     _infer_ue1(model, roles, refers)
     _infer_targets(model, roles, refers)
-    _infer_cs(model, roles, refers)
+    _infer_cs(model, roles, refers, factory_uri)
     passed = _hops_before_capture(model, roles)
     _infer_proxies(model, roles, passed)
     _infer_mrfp(model, roles)
@@ -358,7 +360,7 @@ def _infer_targets(model: Model, roles: Roles, refers: list[Exchange]) -> None:
         roles.notes.append(f"REFER target {node} has no role (the given roles leave none free)")
 
 
-def _infer_cs(model: Model, roles: Roles, refers: list[Exchange]) -> None:
+def _infer_cs(model: Model, roles: Roles, refers: list[Exchange], factory_uri: str | None = None) -> None:
     if "CS" in roles.by_role or "CS" in roles.absent:
         return
     nodes = roles.nodes
@@ -377,6 +379,30 @@ def _infer_cs(model: Model, roles: Roles, refers: list[Exchange]) -> None:
     if len(focus) > 1:
         raise BadInput(f"several elements answer with ;isfocus: {', '.join(focus)}; pass --role CS=HOST[:PORT]")
     targets = [t for t in (refer_to(e) for e in refers) if t is not None]
+    found = _invited(model, roles, targets, ues)
+    if len(found) == 1:
+        roles.by_role["CS"] = found[0]
+        roles.notes.append("CS = the element the INVITE to the Refer-To URI went to (no isfocus seen)")
+    elif len(found) > 1:
+        raise BadInput(f"several elements answer INVITEs to the Refer-To URI: {', '.join(found)};"
+                       " pass --role CS=HOST[:PORT]")
+    elif factory_uri is not None and len(found := _invited(model, roles, [_target(factory_uri)], ues)) == 1:
+        roles.by_role["CS"] = found[0]
+        roles.notes.append("CS = the element the INVITE to the given factory URI went to (no isfocus seen)")
+    else:
+        roles.notes.append("CS not found: no ;isfocus 2xx and no INVITE to the Refer-To URI")
+
+
+def _target(uri: str) -> NameAddr | None:
+    try:
+        return NameAddr.parse(f"<{uri}>")
+    except SipParseError:
+        return None
+
+
+def _invited(model: Model, roles: Roles, targets: list[NameAddr | None], ues: set[str | None]) -> list[str]:
+    """The elements that answered (or, unanswered, last received) out-of-dialog INVITEs to `targets`."""
+    nodes = roles.nodes
     found: list[str] = []
     for e in model.requests("INVITE"):
         if e.request.to_tag is None and any(same_target(e.request.origin.uri, t) for t in targets):
@@ -384,14 +410,7 @@ def _infer_cs(model: Model, roles: Roles, refers: list[Exchange]) -> None:
             node = nodes.find(answer.sender if answer else e.request.receiver)
             if node not in ues and node not in found:
                 found.append(node)
-    if len(found) == 1:
-        roles.by_role["CS"] = found[0]
-        roles.notes.append("CS = the element the INVITE to the Refer-To URI went to (no isfocus seen)")
-    elif len(found) > 1:
-        raise BadInput(f"several elements answer INVITEs to the Refer-To URI: {', '.join(found)};"
-                       " pass --role CS=HOST[:PORT]")
-    else:
-        roles.notes.append("CS not found: no ;isfocus 2xx and no INVITE to the Refer-To URI")
+    return found
 
 
 def _infer_proxies(model: Model, roles: Roles, passed: int = 0) -> None:

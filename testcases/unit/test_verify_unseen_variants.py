@@ -25,6 +25,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import UDP
+from scapy.utils import rdpcap, wrpcap
 
 from harness.verify import CaptureResult, FlowResult, verify_capture
 from testcases.data.indie_a21 import Cfg, build, write, write_many
@@ -308,3 +310,40 @@ def test_truncated_anywhere_never_fails_or_crashes(tmp_path, transport: str) -> 
         if failed == {"78~83": ["BYE-1"]}:
             continue
         assert not failed, (n, failed)
+
+
+def _until_conference_invite(tmp_path: Path, retransmit: bool) -> Path:
+    """The generator's capture up to UE-1's conference INVITE reaching the CS, nothing answered; with
+    `retransmit`, UE-1's first-hop copy again T1 later (RFC 3261 Timer A), as a UAC does when the CS
+    stays silent."""
+    packets = rdpcap(str(write(tmp_path / "full.pcap", Cfg(rtp=False))))
+    # (the UDP payload as bytes: with the harness's Scapy SIP layer bound to 5060 it is not Raw)
+    invites = [i for i, p in enumerate(packets)
+               if UDP in p and bytes(p[UDP].payload).startswith(b"INVITE sip:conference-factory")]
+    kept = list(packets[:invites[-1] + 1])
+    if retransmit:
+        again = packets[invites[0]].copy()
+        again.time = kept[-1].time + 0.5
+        kept.append(again)
+    path = tmp_path / ("silent-cs.pcap" if retransmit else "cut-at-conf.pcap")
+    wrpcap(str(path), kept)
+    return path
+
+
+@pytest.mark.parametrize("retransmit", [True, False])
+def test_a_conference_invite_the_cs_never_answers(tmp_path, retransmit: bool) -> None:
+    """RFC 4579 §5.4 and RFC 3261 §17.1.1: retransmitted and still unanswered, the CS never created the
+    conference - CONF-2 fails; sent once as the capture ends, the answer may just be missing (cut
+    short) - inconclusive. What comes before passes either way; nothing after the INVITE fails."""
+    result = verify_capture(_until_conference_invite(tmp_path, retransmit), factory_uri="sip:conference-factory@10.77.0.4")
+    assert isinstance(result, FlowResult)
+    for step in ("3~11", "12~14"):  # (1 and 2 are inconclusive on media: this capture has no RTP)
+        assert result.step(step).verdict == "pass", result.step(step).checks
+    assert "CS = the element the INVITE to the given factory URI went to" in " ".join(result.notes)
+    conf2 = next(c for c in result.step("16~21").checks if c.id == "CONF-2")
+    assert "nothing answered UE-1's INVITE" in conf2.detail
+    if retransmit:
+        assert conf2.verdict == "fail" and "the conference was never created" in conf2.detail, conf2
+    else:
+        assert conf2.verdict == "inconclusive" and "cut short" in conf2.detail, conf2
+    assert {s.step for s in result.steps if s.verdict == "fail"} == ({"16~21"} if retransmit else set())

@@ -78,8 +78,15 @@ def _focus_contact(ev: Evidence, check_id: str, step: Step, who: str) -> CheckRe
     if ex.ok is None:
         final = ex.final
         if final is None:
-            return inconclusive(check_id, f"nothing answered {who}'s INVITE of frame {ex.request.origin.frame} "
-                                f"(sent to {ex.request.receiver}); no CS 2xx to judge", [ex.request.origin.frame])
+            frame = ex.request.origin.frame
+            what = f"nothing answered {who}'s INVITE of frame {frame} (sent to {ex.request.receiver})"
+            cut = ev.unanswered_cut(ex)
+            if check_id == "JOIN-3" or cut:  # a join that fails is a path of the flow (checklist §8g)
+                return inconclusive(check_id, f"{what}; {cut or 'no CS 2xx to judge'}", frames=[frame])
+            # The answer was due (retransmitted, or UE-1 went on): the CS never created the conference.
+            f.fail(f"{what}, though it was retransmitted or {who} went on: the conference was never created",
+                   frame)
+            return f.result()
         if check_id == "JOIN-3":
             # Checklist §8g: a rejected join is a path of the flow; the final NOTIFY reports it.
             return inconclusive(check_id, f"the CS rejected {who}'s join INVITE (frame {ex.request.origin.frame}) "
