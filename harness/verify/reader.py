@@ -64,6 +64,10 @@ FIELDS = (
     "frame.number", "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
     "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "tcp.stream", "icmp.type", "icmpv6.type",
     "sip.Request-Line", "sip.Status-Line", "sip.msg_hdr",
+    # The rest of a TCP message whose body tshark did not reassemble: its desegmentation reads only
+    # "Content-Length", not the compact "l" (RFC 3261 §7.3.3), so such a body cut over segments ends
+    # in a "Continuation" frame (_continue).
+    "sip.continuation",
     "rtp.ssrc", "rtp.p_type", "rtp.seq", "rtp.timestamp", "rtp.marker", "rtcp.pt",
     # Last: MIX-1 decodes payloads. tshark prints it as plain hex (~2 bytes of text per byte, about
     # as much as the other fields of an RTP frame); it is kept as that text and decoded only for the
@@ -324,8 +328,9 @@ def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> 
 
 
 (F_NUMBER, F_TIME, F_IP_SRC, F_IP_DST, F_IP6_SRC, F_IP6_DST, F_UDP_SPORT, F_UDP_DPORT, F_TCP_SPORT, F_TCP_DPORT,
- F_TCP_STREAM, F_ICMP, F_ICMP6, F_REQUEST, F_STATUS, F_HDR, F_SSRC, F_PT, F_SEQ, F_TS, F_MARKER, F_RTCP,
- F_PAYLOAD) = range(23)
+ F_TCP_STREAM, F_ICMP, F_ICMP6, F_REQUEST, F_STATUS, F_HDR, F_CONTINUATION, F_SSRC, F_PT, F_SEQ, F_TS, F_MARKER,
+ F_RTCP, F_PAYLOAD) = range(24)
+CONTINUATION_LOOKBACK = 64  # messages searched back for the one a continuation completes
 
 
 def _unescape(text: str) -> str:
@@ -403,9 +408,32 @@ def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: Captu
     elif row[F_RTCP]:
         pt = row[F_RTCP].split(RS)[0]
         data.rtcp.append(RtcpPacket(frame, time, src, sport, dst, dport, _int(pt) if pt else None))
+    elif row[F_CONTINUATION] and transport == "TCP":
+        _continue(data, src, sport, dst, dport, row[F_CONTINUATION].split(RS)[0])
     else:
         stream = _int(_last(row[F_TCP_STREAM]), -1) if transport == "TCP" else -1
         data.suspects.add((transport, sport, dport, stream))
+
+
+def _continue(data: CaptureData, src: str, sport: int, dst: str, dport: int, hex_bytes: str) -> None:
+    """Complete the latest message sent on this TCP connection and direction whose body is short of
+    its Content-Length with the bytes of a continuation frame (what goes beyond it is left out)."""
+    messages = data.messages
+    for k in range(len(messages) - 1, max(-1, len(messages) - 1 - CONTINUATION_LOOKBACK), -1):
+        m = messages[k]
+        if (m.transport, m.src, m.sport, m.dst, m.dport) != ("TCP", src, sport, dst, dport):
+            continue
+        _, length, rest = frame_body(m.raw)
+        if length is None or rest >= length:
+            return  # the connection's latest message is whole: nothing to complete
+        try:
+            more = bytes.fromhex(hex_bytes.replace(":", ""))
+        except ValueError:
+            return
+        messages[k] = WireMessage.from_bytes(m.raw + more[:length - rest], frame=m.frame, index=m.index,
+                                             time=m.time, src=src, sport=sport, dst=dst, dport=dport,
+                                             transport="TCP")
+        return
 
 
 def _add_rows(data: CaptureData, batch: list[list[str]], offset: int, source: CaptureIndex | None) -> None:
