@@ -42,10 +42,12 @@ class Nodes:
             self.parent[ep] = ep
         for ex in model.exchanges:
             req = ex.request
-            declared = sent_by(req.origin)
-            if len(req.origin.vias) == 1 and declared is not None and declared != req.origin.src_ep:
-                # A UA sending from another port than its own (TCP, symmetric-less UDP) declares it in Via.
-                self.union(req.origin.src_ep, declared)
+            for sent in (req, *ex.acks, *ex.cancels):
+                declared = sent_by(sent.origin)
+                if len(sent.origin.vias) == 1 and declared is not None and declared != sent.origin.src_ep:
+                    # A UA sending from another port than its own (TCP, symmetric-less UDP) declares it in
+                    # Via; an ACK to a 2xx may be the first thing it sends on a new connection.
+                    self.union(sent.origin.src_ep, declared)
             for a, b in zip(req.copies, req.copies[1:], strict=False):
                 own = sent_by(b, 0)
                 if len(b.vias) == len(a.vias) + 1 and own is not None and own != b.src_ep and own in self.parent:

@@ -94,6 +94,9 @@ TOPOLOGIES = {
     "tcp-ipv6-5062": Cfg(transport="TCP", ipv6=True, sip_port=5062),
     "only-p-cscf-record-routes": Cfg(rr_proxies=("P-CSCF",)),
     "only-s-cscf-record-routes": Cfg(rr_proxies=("S-CSCF",)),
+    # No Record-Route on the joins: each ACK goes straight to the CS on a new TCP connection from an
+    # ephemeral port, the first thing the UE sends there (its Via names its listening port).
+    "only-p-cscf-record-routes-tcp": Cfg(rr_proxies=("P-CSCF",), transport="TCP"),
     "domain-name-factory-and-conf-uri": Cfg(domain_uris=True),
     "s-cscf-retargets-aor-to-contact": Cfg(retarget=True),
     "ims-core-rport-pai-retarget-domains": Cfg(retarget=True, domain_uris=True, pai=True, rport=True),
