@@ -64,10 +64,6 @@ FIELDS = (
     "frame.number", "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
     "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "tcp.stream", "icmp.type", "icmpv6.type",
     "sip.Request-Line", "sip.Status-Line", "sip.msg_hdr",
-    # The rest of a TCP message whose body tshark did not reassemble: its desegmentation reads only
-    # "Content-Length", not the compact "l" (RFC 3261 §7.3.3), so such a body cut over segments ends
-    # in a "Continuation" frame (_continue).
-    "sip.continuation",
     "rtp.ssrc", "rtp.p_type", "rtp.seq", "rtp.timestamp", "rtp.marker", "rtcp.pt",
     # Last: MIX-1 decodes payloads. tshark prints it as plain hex (~2 bytes of text per byte, about
     # as much as the other fields of an RTP frame); it is kept as that text and decoded only for the
@@ -75,6 +71,7 @@ FIELDS = (
     "rtp.payload",
 )
 PREFS = {"rtp.heuristic_rtp": "TRUE", "rtcp.heuristic_rtcp": "TRUE"}
+_START_RE = re.compile(rb"SIP/2\.0 \d{3}|[A-Za-z]+ \S+ SIP/2\.0\r?\n")  # a payload that starts a message
 DISABLED = ("sdp", "sipfrag")
 RS = "\x1e"                # joins several occurrences of a field (never in SIP text)
 PIPE_SIZE = 1 << 20        # tshark's stdout pipe (Linux default 64 KiB)
@@ -328,9 +325,11 @@ def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> 
 
 
 (F_NUMBER, F_TIME, F_IP_SRC, F_IP_DST, F_IP6_SRC, F_IP6_DST, F_UDP_SPORT, F_UDP_DPORT, F_TCP_SPORT, F_TCP_DPORT,
- F_TCP_STREAM, F_ICMP, F_ICMP6, F_REQUEST, F_STATUS, F_HDR, F_CONTINUATION, F_SSRC, F_PT, F_SEQ, F_TS, F_MARKER,
- F_RTCP, F_PAYLOAD) = range(24)
-CONTINUATION_LOOKBACK = 64  # messages searched back for the one a continuation completes
+ F_TCP_STREAM, F_ICMP, F_ICMP6, F_REQUEST, F_STATUS, F_HDR, F_SSRC, F_PT, F_SEQ, F_TS, F_MARKER, F_RTCP,
+ F_PAYLOAD) = range(23)
+# The payloads that follow a TCP message tshark cut short (_complete_short_tcp).
+SEGMENT_FIELDS = ("frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
+                  "tcp.payload")
 
 
 def _unescape(text: str) -> str:
@@ -408,32 +407,9 @@ def _add_frame(data: CaptureData, row: list[str], offset: int = 0, source: Captu
     elif row[F_RTCP]:
         pt = row[F_RTCP].split(RS)[0]
         data.rtcp.append(RtcpPacket(frame, time, src, sport, dst, dport, _int(pt) if pt else None))
-    elif row[F_CONTINUATION] and transport == "TCP":
-        _continue(data, src, sport, dst, dport, row[F_CONTINUATION].split(RS)[0])
     else:
         stream = _int(_last(row[F_TCP_STREAM]), -1) if transport == "TCP" else -1
         data.suspects.add((transport, sport, dport, stream))
-
-
-def _continue(data: CaptureData, src: str, sport: int, dst: str, dport: int, hex_bytes: str) -> None:
-    """Complete the latest message sent on this TCP connection and direction whose body is short of
-    its Content-Length with the bytes of a continuation frame (what goes beyond it is left out)."""
-    messages = data.messages
-    for k in range(len(messages) - 1, max(-1, len(messages) - 1 - CONTINUATION_LOOKBACK), -1):
-        m = messages[k]
-        if (m.transport, m.src, m.sport, m.dst, m.dport) != ("TCP", src, sport, dst, dport):
-            continue
-        _, length, rest = frame_body(m.raw)
-        if length is None or rest >= length:
-            return  # the connection's latest message is whole: nothing to complete
-        try:
-            more = bytes.fromhex(hex_bytes.replace(":", ""))
-        except ValueError:
-            return
-        messages[k] = WireMessage.from_bytes(m.raw + more[:length - rest], frame=m.frame, index=m.index,
-                                             time=m.time, src=src, sport=sport, dst=dst, dport=dport,
-                                             transport="TCP")
-        return
 
 
 def _add_rows(data: CaptureData, batch: list[list[str]], offset: int, source: CaptureIndex | None) -> None:
@@ -646,7 +622,64 @@ def _read(path: str) -> CaptureData:
         data.notes.append(f"SIP found on ports other dissectors claim ({', '.join(f'{t}/{p}' for t, p in ports)}): "
                           "decoded those ports as SIP")
     data.suspects = set()
+    _complete_short_tcp(path, data)
     return data
+
+
+def _missing(m: WireMessage) -> int:
+    """Bytes a TCP message lacks of its Content-Length (0: whole, or no length to go by)."""
+    if m.transport != "TCP":
+        return 0
+    _, length, rest = frame_body(m.raw)
+    return max(0, (length or 0) - rest)
+
+
+def _complete_short_tcp(path: str, data: CaptureData) -> None:
+    """Complete the TCP messages tshark handed over short of their Content-Length: its SIP
+    desegmentation reads "Content-Length" but not the compact "l" (RFC 3261 §7.3.3), so a body cut
+    over segments after "l:" ends at the first segment, and the rest shows as a "Continuation" or as
+    plain TCP. Only then, one more tshark reads the payloads of just those connections, and each
+    short message takes the bytes that followed it on its connection, up to its length (never a
+    payload that starts a new message)."""
+    short = [k for k, m in enumerate(data.messages) if _missing(m)]
+    if not short:
+        return
+    conns = {(m.src, m.sport, m.dst, m.dport) for m in (data.messages[k] for k in short)}
+
+    def ip(addr: str, side: str) -> str:
+        return f"{'ipv6' if ':' in addr else 'ip'}.{side}=={addr}"
+
+    where = " || ".join(f"({ip(a, 'src')} && tcp.srcport=={sp} && {ip(b, 'dst')} && tcp.dstport=={dp})"
+                        for a, sp, b, dp in sorted(conns))
+    cap, loop = _capture(path, f"tcp.len > 0 && ({where})", fields=SEGMENT_FIELDS, media=False)
+    segments: dict[tuple[str, int, str, int], list[tuple[int, bytes]]] = {}
+    for batch in stream_frames(cap, loop):
+        for row in batch:
+            if len(row) < len(SEGMENT_FIELDS) or not row[7]:
+                continue
+            conn = (_last(row[1]) or _last(row[3]), _int(row[5]), _last(row[2]) or _last(row[4]), _int(row[6]))
+            with contextlib.suppress(ValueError):
+                segments.setdefault(conn, []).append((_int(row[0]), bytes.fromhex(_last(row[7]).replace(":", ""))))
+    _check_failure(path, data, cap)
+    data.notes = list(dict.fromkeys(data.notes))  # (a truncated capture is noted once)
+    completed = 0
+    for k in short:
+        m = data.messages[k]
+        more = b""
+        for frame, payload in segments.get((m.src, m.sport, m.dst, m.dport), ()):
+            if frame <= m.frame:
+                continue
+            if _START_RE.match(payload) or len(more) >= _missing(m):
+                break
+            more += payload
+        if more:
+            data.messages[k] = WireMessage.from_bytes(m.raw + more[:_missing(m)], frame=m.frame, index=m.index,
+                                                      time=m.time, src=m.src, sport=m.sport, dst=m.dst,
+                                                      dport=m.dport, transport="TCP")
+            completed += 1
+    if completed:
+        data.notes.append(f"{completed} TCP message(s) completed from the segments after them (tshark cut their "
+                          "bodies at a segment boundary: it reassembles by Content-Length, not the compact l)")
 
 
 def read_capture(path: str | Path) -> CaptureData:

@@ -135,9 +135,12 @@ STYLES = {
     "compact-forms": Cfg(styles={r: Style(compact=True) for r in UAS}),
     "compact-forms-tcp": Cfg(transport="TCP", styles={r: Style(compact=True) for r in UAS}),
     # A longer SDP cut over two segments after "l: 281": tshark reassembles only up to its segment
-    # (its desegmentation knows "Content-Length", not "l"); the reader completes it from the next.
+    # (its desegmentation knows "Content-Length", not "l") and shows the rest as a Continuation (IPv4
+    # here) or as plain TCP (IPv6 here); the reader completes the body from the segments after it.
     "compact-forms-tcp-long-body-split": Cfg(transport="TCP", codec="AMR-WB", tcp_coalesce=False,
                                              styles={r: Style(compact=True) for r in UAS}),
+    "compact-forms-tcp-long-body-split-ipv6": Cfg(transport="TCP", codec="AMR-WB", tcp_coalesce=False, ipv6=True,
+                                                  styles={r: Style(compact=True) for r in UAS}),
     "lower-case-names": Cfg(styles={r: Style(case="lower") for r in UAS}),
     "upper-case-names": Cfg(styles={r: Style(case="upper") for r in UAS}),
     "whitespace-around-colon": Cfg(styles={r: Style(ws=True) for r in UAS}),
