@@ -401,15 +401,18 @@ class Gen:
         held = c.get("held")
         if held and held[0] == src.name and hop == 0 and self.cfg.tcp_coalesce:
             # this message goes out in the same segment as the previous one from this sender
-            _, index, seq, first, t0 = held
+            _, frame, seq, first, t0 = held
             c["held"] = None
             c["seq"][src.name] = seq
-            del self.frames[index]
+            # By identity: a held segment of another connection may have been replaced meanwhile,
+            # which moves the frames after it (joins interleaved: UE-2's and UE-3's 2xx to REFER).
+            del self.frames[next(i for i, f in enumerate(self.frames) if f is frame)]
             self._seg(c, src, "PA", first + data, t0)
             return
         if self.cfg.tcp_coalesce and hop == 0 and label.startswith("2xx-refer"):
-            c["held"] = (src.name, len(self.frames), c["seq"][src.name], data, t)
+            seq = c["seq"][src.name]
             self._seg(c, src, "PA", data, t)
+            c["held"] = (src.name, self.frames[-1], seq, data, t)
             return
         flags = "PA"
         if self.cfg.tcp_split and c["n"] % 3 == 0 and len(data) > 60:

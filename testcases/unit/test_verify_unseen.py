@@ -192,6 +192,8 @@ BEHAVIOURS = {
     "hold-inactive": Cfg(hold="inactive"),
     "ue3-joins-first": Cfg(join_order="ue3-first"),
     "joins-interleaved": Cfg(join_order="interleaved"),
+    # Both transferees' 2xx to REFER held for coalescing at once (the generator once lost one of them).
+    "joins-interleaved-tcp-notify-before-202": Cfg(join_order="interleaved", transport="TCP", notify_before_2xx=True),
     "bye-ue3-first": Cfg(bye_order="ue3-first"),
     "cs-reinvite-cseq-101": Cfg(cs_reinvite=True, cs_first_cseq=101),
     "udp-request-retransmissions": Cfg(retransmit=("refer-UE-2", "notify-first-UE-3", "bye-UE-2", "d13",
