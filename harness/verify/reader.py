@@ -22,7 +22,10 @@ dissects SIP only and harness/verify/mediascan.py reads the media headers from t
 hands over, which keeps every `a=` with its `m=` and every body with its message.
 
 The SIP text comes from `sip.Request-Line`/`sip.Status-Line` plus `sip.msg_hdr`, which holds every
-header in order and, in tshark 4.0, the body and anything after it in the same segment.
+header in order and, in tshark 4.0, the body and anything after it in the same segment. tshark's TCP
+desegmentation goes by "Content-Length" only: a body announced by the compact "l:" and cut over
+segments ends at the first one; such a message is completed by a last, narrow pass over its
+connection's payloads (`_complete_short_tcp`).
 """
 
 from __future__ import annotations
