@@ -332,7 +332,7 @@ def split_messages(start_lines: list[str], headers: list[str], stream: bool) -> 
  F_PAYLOAD) = range(23)
 # The payloads that follow a TCP message tshark cut short (_complete_short_tcp).
 SEGMENT_FIELDS = ("frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
-                  "tcp.payload")
+                  "tcp.stream", "tcp.seq", "tcp.nxtseq", "tcp.payload")
 
 
 def _unescape(text: str) -> str:
@@ -655,34 +655,51 @@ def _complete_short_tcp(path: str, data: CaptureData) -> None:
     where = " || ".join(f"({ip(a, 'src')} && tcp.srcport=={sp} && {ip(b, 'dst')} && tcp.dstport=={dp})"
                         for a, sp, b, dp in sorted(conns))
     cap, loop = _capture(path, f"tcp.len > 0 && ({where})", fields=SEGMENT_FIELDS, media=False)
-    segments: dict[tuple[str, int, str, int], list[tuple[int, bytes]]] = {}
+    # (src, sport, dst, dport) -> [(frame, stream, seq, next seq, payload)] in frame order
+    segments: dict[tuple[str, int, str, int], list[tuple[int, int, int, int, bytes]]] = {}
     for batch in stream_frames(cap, loop):
         for row in batch:
-            if len(row) < len(SEGMENT_FIELDS) or not row[7]:
+            if len(row) < len(SEGMENT_FIELDS) or not row[10]:
                 continue
             conn = (_last(row[1]) or _last(row[3]), _int(row[5]), _last(row[2]) or _last(row[4]), _int(row[6]))
             with contextlib.suppress(ValueError):
-                segments.setdefault(conn, []).append((_int(row[0]), bytes.fromhex(_last(row[7]).replace(":", ""))))
+                segments.setdefault(conn, []).append((_int(row[0]), _int(row[7]), _int(row[8]), _int(row[9]),
+                                                      bytes.fromhex(_last(row[10]).replace(":", ""))))
     _check_failure(path, data, cap)
     data.notes = list(dict.fromkeys(data.notes))  # (a truncated capture is noted once)
     completed = 0
     for k in short:
         m = data.messages[k]
-        more = b""
-        for frame, payload in segments.get((m.src, m.sport, m.dst, m.dport), ()):
-            if frame <= m.frame:
-                continue
-            if _START_RE.match(payload) or len(more) >= _missing(m):
-                break
-            more += payload
+        more = _following(segments.get((m.src, m.sport, m.dst, m.dport), []), m.frame, _missing(m))
         if more:
-            data.messages[k] = WireMessage.from_bytes(m.raw + more[:_missing(m)], frame=m.frame, index=m.index,
-                                                      time=m.time, src=m.src, sport=m.sport, dst=m.dst,
-                                                      dport=m.dport, transport="TCP")
+            data.messages[k] = WireMessage.from_bytes(m.raw + more, frame=m.frame, index=m.index, time=m.time,
+                                                      src=m.src, sport=m.sport, dst=m.dst, dport=m.dport,
+                                                      transport="TCP")
             completed += 1
     if completed:
         data.notes.append(f"{completed} TCP message(s) completed from the segments after them (tshark cut their "
                           "bodies at a segment boundary: it reassembles by Content-Length, not the compact l)")
+
+
+def _following(segments: list[tuple[int, int, int, int, bytes]], frame: int, missing: int) -> bytes:
+    """Up to `missing` bytes that follow, in sequence, the segment of `frame` on its TCP stream: a
+    segment already seen (a retransmission, a frame captured twice) is skipped, a gap or a segment
+    that starts a new message ends them."""
+    mine = next((seg for seg in segments if seg[0] == frame), None)
+    if mine is None:
+        return b""
+    _, stream, _, expected, _ = mine
+    more = b""
+    for number, seg_stream, seq, nxt, payload in segments:
+        if number <= frame or seg_stream != stream or seq < expected:
+            continue
+        if seq > expected or _START_RE.match(payload):
+            break
+        more += payload
+        expected = nxt
+        if len(more) >= missing:
+            break
+    return more[:missing]
 
 
 def read_capture(path: str | Path) -> CaptureData:

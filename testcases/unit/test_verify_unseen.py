@@ -141,6 +141,9 @@ STYLES = {
                                              styles={r: Style(compact=True) for r in UAS}),
     "compact-forms-tcp-long-body-split-ipv6": Cfg(transport="TCP", codec="AMR-WB", tcp_coalesce=False, ipv6=True,
                                                   styles={r: Style(compact=True) for r in UAS}),
+    # The same, with every frame captured twice: the copy of a segment is not the rest of the body.
+    "compact-forms-tcp-every-frame-twice": Cfg(transport="TCP", duplicate_frames=True, rr_proxies=("P-CSCF",),
+                                               styles={r: Style(compact=True) for r in UAS}),
     "lower-case-names": Cfg(styles={r: Style(case="lower") for r in UAS}),
     "upper-case-names": Cfg(styles={r: Style(case="upper") for r in UAS}),
     "whitespace-around-colon": Cfg(styles={r: Style(ws=True) for r in UAS}),
