@@ -257,6 +257,16 @@ def test_capture_taken_at_the_s_cscf_only(tmp_path) -> None:
         assert result.step(step).verdict == "inconclusive", step
 
 
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+def test_capture_at_the_cs_where_only_the_p_cscf_record_routes(tmp_path, transport: str) -> None:
+    """The CS sees UE-1's INVITE from the S-CSCF but its ACK from the P-CSCF (the S-CSCF does not
+    Record-Route): both are UE-1's side, told by the From tag (§12.2.1.1), so ACK-1 judges the ACK
+    against the CS's Contact, not UE-1's. Nothing fails; what the CS cannot see is inconclusive."""
+    result = judge(tmp_path, Cfg(capture_at=("CS",), rr_proxies=("P-CSCF",), transport=transport))
+    assert result.step("16~21").verdict == "pass", result.step("16~21").checks
+    assert not [s.step for s in result.steps if s.verdict == "fail"]
+
+
 def test_subscription_state_values_in_upper_case(tmp_path) -> None:
     """RFC 6665 §8.4 ABNF: substate-value and event-reason-value are quoted literals, which are
     case-insensitive (RFC 3261 §25.1, RFC 2234 §2.3): ACTIVE / TERMINATED;reason=NoResource pass."""

@@ -24,9 +24,16 @@ def same_uri(a: str | None, b: str | None) -> bool:
     return ua.equivalent(ub)
 
 
+def side(ev: Evidence, tag: str | None, ep: str) -> str:
+    """Which side of a dialog sent a request: its From tag (a side's own tag in every request it
+    sends, §12.2.1.1), else its node. Not the node alone: in a capture taken at one element, one UA's
+    requests may enter it through different proxies (those that Record-Route and those that do not)."""
+    return f"tag {tag}" if tag else f"node {ev.node(ep)}"
+
+
 def route_set(ev: Evidence, dialog: Dialog, sender: str) -> list[str] | None:
     """§12.1.2: the 2xx's Record-Route reversed at the UAC; §12.1.1: the request's in order at the UAS.
-    Once per dialog and sender: every in-dialog request and ACK of the sender is judged against it."""
+    `sender` is a `side`. Once per dialog and sender: every in-dialog request and ACK of the sender is judged against it."""
     table = memo(ev, "route-set")
     key = (id(dialog), sender)
     if key not in table:
@@ -41,7 +48,7 @@ def _route_set(ev: Evidence, dialog: Dialog, sender: str) -> list[str] | None:
         return None
     ok = next((r for r in creator.responses if 200 <= (r.status or 0) < 300
                and (r.to_tag in dialog.tags or r.to_tag is None)), None)
-    if ev.node(creator.request.sender) == sender:
+    if side(ev, creator.request.from_tag, creator.request.sender) == sender:
         return None if ok is None else list(reversed(ok.delivered.get_all("Record-Route")))
     return creator.request.delivered.get_all("Record-Route")
 
@@ -53,7 +60,7 @@ def remote_target(ev: Evidence, dialog: Dialog, sender: str, before: float) -> t
         if ex.request.time >= before:
             continue
         if ex.method in REFRESH or ex is ev.creator(dialog):
-            if ev.node(ex.request.sender) != sender:
+            if side(ev, ex.request.from_tag, ex.request.sender) != sender:
                 contact = ex.request.delivered.get("Contact")
                 if contact:
                     found.append((ex.request.time, contact, ex.request.delivered.frame))
@@ -63,7 +70,8 @@ def remote_target(ev: Evidence, dialog: Dialog, sender: str, before: float) -> t
                         found.append((r.time, r.delivered.get("Contact") or "", r.delivered.frame))
     creator = ev.creator(dialog)
     if creator is not None and creator not in dialog.exchanges and creator.request.time < before:
-        if ev.node(creator.request.sender) != sender and creator.request.delivered.get("Contact"):
+        if side(ev, creator.request.from_tag, creator.request.sender) != sender \
+                and creator.request.delivered.get("Contact"):
             found.append((creator.request.time, creator.request.delivered.get("Contact") or "",
                           creator.request.delivered.frame))
         elif creator.ok is not None and creator.ok.delivered.get("Contact"):
@@ -131,7 +139,7 @@ def _cseq_rule(ev: Evidence, f: Findings, dialog: Dialog, ex: Exchange) -> None:
 
 def check_target_and_route(ev: Evidence, f: Findings, dialog: Dialog, m: WireMessage, label: str) -> None:
     """Request-URI = remote target and Route = route set at the sender's hop (§12.2.1.1)."""
-    sender = ev.node(m.src_ep)
+    sender = side(ev, m.from_tag, m.src_ep)
     routes = route_set(ev, dialog, sender)
     target = remote_target(ev, dialog, sender, m.time)
     seen_routes = m.get_all("Route")
