@@ -133,6 +133,21 @@ class Evidence:
         return self.cut_short(ex.request.time, self.node(ex.request.sender))
 
     @property
+    def capture_point(self) -> str | None:
+        """The node at one end of every SIP copy in the capture (a capture taken at that element), or
+        None: then what is absent from it was not sent, as far as an absence can tell."""
+        point = self.data.__dict__.get("_capture_point", False)
+        if point is False:
+            common: set[str] | None = None
+            for m in self.data.messages:
+                ends = {self.node(m.src_ep), self.node(m.dst_ep)}
+                common = ends if common is None else common & ends
+                if not common:
+                    break
+            point = self.data.__dict__["_capture_point"] = next(iter(common)) if common and len(common) == 1 else None
+        return point  # type: ignore[no-any-return]
+
+    @property
     def capture_end(self) -> float:
         """Time of the last SIP message in the whole capture (computed once per capture)."""
         end = self.data.__dict__.get("_sip_end")

@@ -48,10 +48,10 @@ class Nodes:
                     # A UA sending from another port than its own (TCP, symmetric-less UDP) declares it in
                     # Via; an ACK to a 2xx may be the first thing it sends on a new connection.
                     self.union(sent.origin.src_ep, declared)
-            for a, b in zip(req.copies, req.copies[1:], strict=False):
-                own = sent_by(b, 0)
-                if len(b.vias) == len(a.vias) + 1 and own is not None and own != b.src_ep and own in self.parent:
-                    self.union(b.src_ep, own)   # a proxy forwarding from another port (a TCP client port)
+                for a, b in zip(sent.copies, sent.copies[1:], strict=False):
+                    own = sent_by(b, 0)
+                    if len(b.vias) == len(a.vias) + 1 and own is not None and own != b.src_ep and own in self.parent:
+                        self.union(b.src_ep, own)   # a proxy forwarding from another port (a TCP client port)
             for rsp in ex.responses:
                 # Only responses made by the request's final recipient (not a proxy's 100 or 407):
                 # the UAS answers with the Vias it received; the UAC gets back just its own.

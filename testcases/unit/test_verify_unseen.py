@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import UDP
+from scapy.utils import rdpcap, wrpcap
 
 from harness.flows.a2_1.steps import FLOW
 from harness.verify import FlowResult, verify_capture
@@ -474,3 +476,38 @@ def test_hold_reinvite_with_sendrecv_fails_hold1(tmp_path) -> None:
     """Checklist §3 step 2 / HOLD-1: the hold offer is sendonly or inactive. UE-1's only re-INVITE
     in D12 before calling UE-3 offers sendrecv (answered sendrecv): step 2 fails HOLD-1."""
     expect(judge(tmp_path, Cfg(hold="sendrecv")), fails={"2": "HOLD-1"}, free=("1",))
+
+
+def _without_join(tmp_path: Path, cfg: Cfg) -> Path:
+    """The generator's capture with every frame of UE-2's join dialog (its Call-ID) left out."""
+    packets = rdpcap(str(write(tmp_path / "full.pcap", cfg)))
+
+    def sip(p) -> bytes:  # noqa: ANN001 - (the UDP payload as bytes: Scapy's SIP layer may own 5060)
+        return bytes(p[UDP].payload) if UDP in p else b""
+
+    join = next(sip(p) for p in packets if sip(p).startswith(b"INVITE sip:conf-") and b"bob@" in sip(p).split(b"\r\nTo:")[0])
+    call_id = next(line for line in join.split(b"\r\n") if line.lower().startswith(b"call-id:")).split(b":", 1)[1].strip()
+    path = tmp_path / "no-join.pcap"
+    wrpcap(str(path), [p for p in packets if call_id not in sip(p)])
+    return path
+
+
+def test_a_join_missing_from_a_full_capture_fails_join1(tmp_path) -> None:
+    """RFC 3515 §2.4.3: UE-2's final NOTIFY reports 200 for a join the capture (taken everywhere) never
+    shows: JOIN-1 fails - the referee reported a success it did not have."""
+    result = verify_capture(_without_join(tmp_path, Cfg(rtp=False)))
+    assert isinstance(result, FlowResult)
+    join1 = next(c for c in result.step("34~35").checks if c.id == "JOIN-1")
+    assert join1.verdict == "fail" and "reports success" in join1.detail, join1
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+def test_a_capture_at_the_p_cscf_that_the_joins_bypass(tmp_path, transport: str) -> None:
+    """Only the P-CSCF Record-Routes, the capture is taken at the P-CSCF: UE-2's NOTIFYs cross it, its
+    join goes UE-2 -> S-CSCF -> CS and never does. Every message has the P-CSCF at one end, so the
+    missing join is inconclusive, not a failure; nothing fails."""
+    result = judge(tmp_path, Cfg(capture_at=("P-CSCF",), rr_proxies=("P-CSCF",), transport=transport))
+    assert not [s.step for s in result.steps if s.verdict == "fail"], [
+        (s.step, [c.detail for c in s.failed]) for s in result.steps if s.verdict == "fail"]
+    join1 = next(c for c in result.step("34~35").checks if c.id == "JOIN-1")
+    assert join1.verdict == "inconclusive" and "the capture was taken at" in join1.detail, join1

@@ -132,6 +132,10 @@ def join_1(ev: Evidence, step: Step) -> CheckResult:
     ex, why = ev.subject(step)
     f = Findings("JOIN-1")
     if ex is None:
+        point = ev.capture_point
+        if point is not None and point not in (ev.roles.node(step.actors[0]), ev.roles.node("CS")):
+            return inconclusive("JOIN-1", f"{why}: the capture was taken at {point} (an end of every message in "
+                                "it), which the join need not pass")
         if branch is not None and branch.refer is not None and branch.refer.ok is not None \
                 and (branch.final_status or 0) // 100 == 2:
             f.fail(f"{why}, yet the final NOTIFY (frame {branch.final_notify.request.origin.frame}) reports success",
