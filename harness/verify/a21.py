@@ -134,8 +134,9 @@ class Evidence:
 
     @property
     def capture_point(self) -> str | None:
-        """The node at one end of every SIP copy in the capture (a capture taken at that element), or
-        None: then what is absent from it was not sent, as far as an absence can tell."""
+        """The node at one end of every SIP copy in the capture: it was taken at that element (or that
+        element is on every path), so a message that need not cross it may be missing without having
+        been unsent. None when no such node exists."""
         point = self.data.__dict__.get("_capture_point", False)
         if point is False:
             common: set[str] | None = None

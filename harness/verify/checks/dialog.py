@@ -33,7 +33,8 @@ def side(ev: Evidence, tag: str | None, ep: str) -> str:
 
 def route_set(ev: Evidence, dialog: Dialog, sender: str) -> list[str] | None:
     """§12.1.2: the 2xx's Record-Route reversed at the UAC; §12.1.1: the request's in order at the UAS.
-    `sender` is a `side`. Once per dialog and sender: every in-dialog request and ACK of the sender is judged against it."""
+    `sender` is a `side`. Once per dialog and sender: every in-dialog request and ACK of the sender is
+    judged against it."""
     table = memo(ev, "route-set")
     key = (id(dialog), sender)
     if key not in table:
